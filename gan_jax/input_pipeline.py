@@ -1,0 +1,133 @@
+"""Input pipeline: MNIST / Fashion-MNIST from tensorflow-datasets as arrays.
+
+The datasets are small (60k images of 28x28), so a whole split is decoded once
+into a NumPy array and handed to the training loop, which keeps it in device
+memory and shuffles on the device. Reading uses ``tfds.data_source`` on the
+array_record files, which needs no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import NamedTuple
+
+import numpy as np
+
+# Names a user may type -> TFDS dataset names.
+DATASET_ALIASES = {
+    'mnist': 'mnist',
+    'fashion': 'fashion_mnist',
+    'fashion_mnist': 'fashion_mnist',
+    'fashion-mnist': 'fashion_mnist',
+}
+
+CLASS_NAMES = {
+    'mnist': [str(i) for i in range(10)],
+    'fashion_mnist': ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat',
+                      'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'],
+}
+
+IMAGE_SHAPE = (28, 28, 1)
+
+
+class DataUnavailableError(RuntimeError):
+  """The dataset is not prepared locally and cannot be downloaded."""
+
+
+class Split(NamedTuple):
+  """A decoded split: images in [-1, 1], shape (N, 28, 28, 1), and labels."""
+  images: np.ndarray  # float32
+  labels: np.ndarray  # int32
+
+
+def canonical_name(dataset: str) -> str:
+  """Returns the TFDS name for a user-facing dataset name.
+
+  Raises:
+    ValueError: for an unknown name.
+  """
+  try:
+    return DATASET_ALIASES[dataset.strip().lower()]
+  except KeyError:
+    raise ValueError(
+        f'unknown dataset {dataset!r}; use one of: mnist, fashion '
+        '(or fashion_mnist)') from None
+
+
+def resolve_data_dir(data_dir: str | None) -> str:
+  """--data_dir, else $TFDS_DATA_DIR, else the TFDS default (~/tensorflow_datasets)."""
+  if data_dir:
+    return os.path.abspath(os.path.expanduser(data_dir))
+  if os.environ.get('TFDS_DATA_DIR'):
+    return os.path.abspath(os.path.expanduser(os.environ['TFDS_DATA_DIR']))
+  return os.path.expanduser('~/tensorflow_datasets')
+
+
+def _online(host: str = 'storage.googleapis.com', timeout: float = 3.0) -> bool:
+  """A quick reachability check, so an offline machine fails fast instead of hanging."""
+  try:
+    with socket.create_connection((host, 443), timeout=timeout):
+      return True
+  except OSError:
+    return False
+
+
+def _unavailable_message(name: str, data_dir: str, why: str) -> str:
+  return (
+      f'dataset {name!r} is not prepared in {data_dir} and {why}. '
+      'Point --data_dir (or TFDS_DATA_DIR) at a folder that holds '
+      f'{name}/3.0.1 in array_record format, or prepare it on a machine with '
+      'internet: pip install tensorflow-cpu importlib_resources && python -c '
+      f'"import tensorflow_datasets as tfds; tfds.data_source(\'{name}\', '
+      'data_dir=\'DIR\')" and copy DIR here.')
+
+
+def load_split(dataset: str, split: str = 'train', data_dir: str | None = None,
+               limit: int | None = None) -> Split:
+  """Loads one split as arrays, images scaled to [-1, 1].
+
+  Args:
+    dataset: 'mnist', 'fashion' or 'fashion_mnist'.
+    split: 'train' or 'test'.
+    data_dir: the TFDS data folder (see `resolve_data_dir`).
+    limit: keep only the first `limit` examples (for quick runs and tests).
+
+  Returns:
+    A `Split` with float32 images of shape (N, 28, 28, 1) and int32 labels.
+
+  Raises:
+    ValueError: unknown dataset name.
+    DataUnavailableError: the data is neither prepared locally nor downloadable.
+  """
+  import tensorflow_datasets as tfds  # Heavy import, kept out of module load.
+
+  name = canonical_name(dataset)
+  data_dir = resolve_data_dir(data_dir)
+  if os.path.exists(data_dir) and not os.path.isdir(data_dir):
+    raise DataUnavailableError(f'data dir {data_dir} is a file, not a folder; '
+                               'point --data_dir (or TFDS_DATA_DIR) at a folder')
+  builder = tfds.builder(name, data_dir=data_dir)
+  if not builder.is_prepared():
+    if not _online():
+      raise DataUnavailableError(_unavailable_message(
+          name, data_dir, 'this machine cannot reach the TFDS download servers'))
+    try:
+      import tensorflow  # noqa: F401  TFDS needs it to build from raw files.
+    except ImportError:
+      raise DataUnavailableError(_unavailable_message(
+          name, data_dir, 'preparing it needs TensorFlow (not installed)')) from None
+    try:
+      builder.download_and_prepare(
+          download_config=tfds.download.DownloadConfig(
+              file_format='array_record'))
+    except Exception as e:  # Any download/build failure: one clear message.
+      raise DataUnavailableError(_unavailable_message(
+          name, data_dir, f'downloading it failed ({e})')) from e
+  source = builder.as_data_source(split=split)
+  n = len(source) if limit is None else min(limit, len(source))
+  records = source.__getitems__(list(range(n)))
+  images = np.stack([r['image'] for r in records]).astype(np.float32)
+  labels = np.asarray([r['label'] for r in records], dtype=np.int32)
+  images = images / 127.5 - 1.0
+  return Split(images=images.reshape((n,) + IMAGE_SHAPE), labels=labels)
