@@ -1,0 +1,132 @@
+"""Run configuration: one frozen dataclass, and the rules a value must obey.
+
+`run.py` turns absl flags into a `Config`; the package never reads flags. The
+rules live here so that the flag validators, the interactive prompts and the
+library share them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable
+
+ARCHS = ('dcgan', 'mlp')
+DATASETS = ('mnist', 'fashion', 'fashion_mnist')
+DTYPES = ('float32', 'bfloat16')
+MODES = ('train', 'sample')
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Everything a run needs. Defaults are the CLI defaults."""
+  dataset: str = 'mnist'
+  arch: str = 'dcgan'
+  epochs: int = 30
+  batch_size: int = 128
+  noise_dim: int = 100
+  learning_rate: float = 2e-4
+  beta1: float = 0.5
+  save_interval: int = 5
+  seed: int = 0
+  dtype: str = 'float32'
+  workdir: str = '.'
+  data_dir: str | None = None
+  limit: int | None = None          # Train on the first N examples only.
+  eval_samples: int = 5000           # Images generated per quality evaluation.
+  classifier_dir: str | None = None  # None: the per-user cache folder.
+  retrain_classifier: bool = False
+  keep_checkpoints: int = 3
+  overwrite: bool = False
+  tensorboard: bool = False
+  progress: bool = True              # Progress bars (only shown on a terminal).
+  steps_per_chunk: int = 0           # Steps per device loop call; 0 = auto.
+  # Sample mode.
+  num_samples: int = 100
+  sample_dir: str | None = None
+
+  def replace(self, **changes: Any) -> 'Config':
+    return dataclasses.replace(self, **changes)
+
+
+def _positive_int(value: Any) -> str | None:
+  if isinstance(value, bool) or not isinstance(value, int):
+    return f'must be a whole number, got {value!r}'
+  if value < 1:
+    return f'must be a positive whole number (>= 1), got {value}'
+  return None
+
+
+def _non_negative_int(value: Any) -> str | None:
+  if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    return f'must be a whole number >= 0, got {value!r}'
+  return None
+
+
+def _positive_float(value: Any) -> str | None:
+  if isinstance(value, bool) or not isinstance(value, (int, float)):
+    return f'must be a number, got {value!r}'
+  if not math.isfinite(value) or value <= 0:
+    return f'must be a positive finite number, got {value}'
+  return None
+
+
+def _beta(value: Any) -> str | None:
+  if isinstance(value, bool) or not isinstance(value, (int, float)):
+    return f'must be a number, got {value!r}'
+  if not 0 <= value < 1:
+    return f'must be in [0, 1), got {value}'
+  return None
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[Any], str | None]:
+  def check(value: Any) -> str | None:
+    if value not in options:
+      return f'must be one of {", ".join(options)}; got {value!r}'
+    return None
+  return check
+
+
+# Per-field rules: each returns None when the value is fine, else the reason.
+RULES: dict[str, Callable[[Any], str | None]] = {
+    'dataset': _choice(DATASETS),
+    'arch': _choice(ARCHS),
+    'epochs': _positive_int,
+    'batch_size': _positive_int,
+    'noise_dim': _positive_int,
+    'learning_rate': _positive_float,
+    'beta1': _beta,
+    'save_interval': _positive_int,
+    'seed': _non_negative_int,
+    'dtype': _choice(DTYPES),
+    'eval_samples': _positive_int,
+    'keep_checkpoints': _positive_int,
+    'num_samples': _positive_int,
+    'steps_per_chunk': _non_negative_int,
+}
+
+
+def check(field: str, value: Any) -> str | None:
+  """Returns why `value` is not allowed for `field`, or None if it is."""
+  rule = RULES.get(field)
+  return rule(value) if rule else None
+
+
+def validate(config: Config) -> None:
+  """Checks every field and the rules that tie fields together.
+
+  Raises:
+    ValueError: naming the first bad field, its value and what is allowed.
+  """
+  for field, rule in RULES.items():
+    reason = rule(getattr(config, field))
+    if reason:
+      raise ValueError(f'--{field}: {reason}')
+  if config.limit is not None:
+    reason = _positive_int(config.limit)
+    if reason:
+      raise ValueError(f'--limit: {reason}')
+  if config.save_interval > config.epochs:
+    raise ValueError(
+        f'--save_interval={config.save_interval} is larger than '
+        f'--epochs={config.epochs}; use a value between 1 and {config.epochs}')

@@ -1,0 +1,104 @@
+"""Generator and Discriminator networks, in Flax linen.
+
+Two architectures:
+
+* ``dcgan``: the network of the TensorFlow DCGAN tutorial. Generator: Dense
+  7*7*256 (no bias) -> BN -> LeakyReLU(0.3) -> ConvTranspose 128 5x5 s1 -> BN ->
+  LeakyReLU -> ConvTranspose 64 5x5 s2 -> BN -> LeakyReLU -> ConvTranspose 1 5x5
+  s2 -> tanh (2,305,472 trainable parameters). Discriminator: Conv 64 5x5 s2 ->
+  LeakyReLU(0.3) -> Dropout(0.3) -> Conv 128 5x5 s2 -> LeakyReLU -> Dropout ->
+  Dense 1, a logit (212,865 parameters).
+* ``mlp``: the fully connected GAN of the usual Keras/PyTorch labs. Generator
+  noise -> 256 -> 512 -> 1024 -> 784 (LeakyReLU 0.2, tanh out); Discriminator
+  784 -> 512 -> 256 -> 1 (LeakyReLU 0.2).
+
+Every module takes ``dtype`` (the computation dtype, e.g. bfloat16 for mixed
+precision); parameters stay float32 and outputs are returned as float32, so
+losses and optimizer state are float32 whatever the compute dtype.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+IMAGE_SHAPE = (28, 28, 1)
+Dtype = Any
+
+# Keras' BatchNormalization defaults, so the DCGAN matches the TF tutorial.
+_BN = dict(momentum=0.99, epsilon=1e-3)
+
+
+class DCGANGenerator(nn.Module):
+  """The TF DCGAN tutorial generator: noise (B, noise_dim) -> images (B, 28, 28, 1) in [-1, 1]."""
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, z: jnp.ndarray, train: bool = True) -> jnp.ndarray:
+    bn = lambda name: nn.BatchNorm(use_running_average=not train, dtype=self.dtype,
+                                   name=name, **_BN)
+    x = nn.Dense(7 * 7 * 256, use_bias=False, dtype=self.dtype, name='dense')(z)
+    x = nn.leaky_relu(bn('bn0')(x), 0.3)
+    x = x.reshape((-1, 7, 7, 256))
+    x = nn.ConvTranspose(128, (5, 5), strides=(1, 1), padding='SAME', use_bias=False,
+                             dtype=self.dtype, name='deconv1')(x)
+    x = nn.leaky_relu(bn('bn1')(x), 0.3)
+    x = nn.ConvTranspose(64, (5, 5), strides=(2, 2), padding='SAME', use_bias=False,
+                             dtype=self.dtype, name='deconv2')(x)
+    x = nn.leaky_relu(bn('bn2')(x), 0.3)
+    x = nn.ConvTranspose(1, (5, 5), strides=(2, 2), padding='SAME', use_bias=False,
+                             dtype=self.dtype, name='deconv3')(x)
+    return jnp.tanh(x.astype(jnp.float32))
+
+
+class DCGANDiscriminator(nn.Module):
+  """The TF DCGAN tutorial discriminator: images (B, 28, 28, 1) -> logits (B,)."""
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, train: bool = True) -> jnp.ndarray:
+    x = x.astype(self.dtype)
+    x = nn.Conv(64, (5, 5), strides=(2, 2), padding='SAME', dtype=self.dtype, name='conv1')(x)
+    x = nn.Dropout(0.3, deterministic=not train)(nn.leaky_relu(x, 0.3))
+    x = nn.Conv(128, (5, 5), strides=(2, 2), padding='SAME', dtype=self.dtype, name='conv2')(x)
+    x = nn.Dropout(0.3, deterministic=not train)(nn.leaky_relu(x, 0.3))
+    x = x.reshape((x.shape[0], -1))
+    return nn.Dense(1, dtype=self.dtype, name='logit')(x)[:, 0].astype(jnp.float32)
+
+
+class MLPGenerator(nn.Module):
+  """Fully connected generator: noise -> 256 -> 512 -> 1024 -> 784 -> (28, 28, 1)."""
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, z: jnp.ndarray, train: bool = True) -> jnp.ndarray:
+    del train  # No BatchNorm or dropout.
+    x = z
+    for i, width in enumerate((256, 512, 1024)):
+      x = nn.leaky_relu(nn.Dense(width, dtype=self.dtype, name=f'dense{i}')(x), 0.2)
+    x = nn.Dense(28 * 28, dtype=self.dtype, name='out')(x)
+    return jnp.tanh(x.astype(jnp.float32)).reshape((-1,) + IMAGE_SHAPE)
+
+
+class MLPDiscriminator(nn.Module):
+  """Fully connected discriminator: (28, 28, 1) -> 512 -> 256 -> 1 logit."""
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, train: bool = True) -> jnp.ndarray:
+    del train
+    x = x.reshape((x.shape[0], -1)).astype(self.dtype)
+    for i, width in enumerate((512, 256)):
+      x = nn.leaky_relu(nn.Dense(width, dtype=self.dtype, name=f'dense{i}')(x), 0.2)
+    return nn.Dense(1, dtype=self.dtype, name='logit')(x)[:, 0].astype(jnp.float32)
+
+
+def make_models(arch: str, dtype: Dtype = jnp.float32) -> tuple[nn.Module, nn.Module]:
+  """Returns (generator, discriminator) for 'dcgan' or 'mlp'."""
+  if arch == 'dcgan':
+    return DCGANGenerator(dtype=dtype), DCGANDiscriminator(dtype=dtype)
+  if arch == 'mlp':
+    return MLPGenerator(dtype=dtype), MLPDiscriminator(dtype=dtype)
+  raise ValueError(f'unknown arch {arch!r}; use dcgan or mlp')
