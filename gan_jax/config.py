@@ -49,25 +49,31 @@ class Config:
     return dataclasses.replace(self, **changes)
 
 
-def _positive_int(value: Any) -> str | None:
+def _positive_int(value: Any, maximum: int | None = None) -> str | None:
   if isinstance(value, bool) or not isinstance(value, int):
     return f'must be a whole number, got {value!r}'
   if value < 1:
     return f'must be a positive whole number (>= 1), got {value}'
+  if maximum is not None and value > maximum:
+    return f'must be at most {maximum:,}, got {value:,}'
   return None
+
+
+def _int_at_most(maximum: int) -> Callable[[Any], str | None]:
+  return lambda value: _positive_int(value, maximum)
 
 
 def _non_negative_int(value: Any) -> str | None:
-  if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-    return f'must be a whole number >= 0, got {value!r}'
+  if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**32:
+    return f'must be a whole number in [0, 2**32), got {value!r}'
   return None
 
 
-def _positive_float(value: Any) -> str | None:
+def _learning_rate(value: Any) -> str | None:
   if isinstance(value, bool) or not isinstance(value, (int, float)):
     return f'must be a number, got {value!r}'
-  if not math.isfinite(value) or value <= 0:
-    return f'must be a positive finite number, got {value}'
+  if not math.isfinite(value) or not 0 < value <= 1:
+    return f'must be a number in (0, 1], e.g. 0.0002; got {value}'
   return None
 
 
@@ -91,17 +97,19 @@ def _choice(options: tuple[str, ...]) -> Callable[[Any], str | None]:
 RULES: dict[str, Callable[[Any], str | None]] = {
     'dataset': _choice(DATASETS),
     'arch': _choice(ARCHS),
-    'epochs': _positive_int,
-    'batch_size': _positive_int,
-    'noise_dim': _positive_int,
-    'learning_rate': _positive_float,
+    # Upper bounds keep a typo from asking for terabytes; epochs may be huge
+    # (the ETA shows what that means).
+    'epochs': _int_at_most(10**9),
+    'batch_size': _int_at_most(65536),
+    'noise_dim': _int_at_most(4096),
+    'learning_rate': _learning_rate,
     'beta1': _beta,
-    'save_interval': _positive_int,
+    'save_interval': _int_at_most(10**9),
     'seed': _non_negative_int,
     'dtype': _choice(DTYPES),
-    'eval_samples': _positive_int,
-    'keep_checkpoints': _positive_int,
-    'num_samples': _positive_int,
+    'eval_samples': _int_at_most(100_000),
+    'keep_checkpoints': _int_at_most(1000),
+    'num_samples': _int_at_most(1_000_000),
     'steps_per_chunk': _non_negative_int,
 }
 

@@ -1,0 +1,467 @@
+"""A training run from start to finish: workdir checks, resume, the epoch
+loop, and every output a user expects.
+
+``train_and_evaluate(config)`` is what ``python run.py`` calls. It
+
+1. loads the data (before anything is written, so bad input creates nothing);
+2. resumes from ``WORKDIR/checkpoints`` when a compatible checkpoint exists
+   (refusing a different configuration unless ``overwrite``);
+3. trains whole epochs on the device (`train.jit_train_chunk`), printing
+   ``Epoch 10/50 | D_loss: 0.53 | D_acc: 78.12% | G_loss: 1.24 | ...``;
+4. every ``save_interval`` epochs and at the end: a 5x5 grid of the fixed
+   noise, a quality evaluation with the domain classifier, a checkpoint, and
+   the plots;
+5. at the end: 100 new images, their predicted labels, ``report.json``.
+
+Ctrl-C / SIGTERM finish the current epoch, save a checkpoint and stop
+(`Interrupted`); a second signal stops at once, leaving the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import math
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from typing import Any, Callable, Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+from tqdm import tqdm
+
+from gan_jax import checkpoints, files, images, input_pipeline, train
+from gan_jax.config import Config
+
+Log = Callable[[str], None]
+
+# Fields that must match to resume a run (epochs and save_interval may change).
+RESUME_FIELDS = ('dataset', 'arch', 'noise_dim', 'batch_size', 'learning_rate',
+                 'beta1', 'seed', 'dtype', 'limit')
+# What a run writes into its workdir; --overwrite removes exactly these.
+OUTPUTS = ('checkpoints', 'generated_samples', 'final_generated_images', 'plots',
+           'tensorboard', 'metrics.jsonl', 'report.json', 'run.json')
+
+GRID_NOISE = 25      # The fixed 5x5 grid.
+FINAL_IMAGES = 100   # final_generated_images/img_000.png ... img_099.png
+
+
+class RunError(RuntimeError):
+  """A run cannot start or go on; the message says why and what to do."""
+
+
+class Interrupted(RuntimeError):
+  """Training stopped on a signal after saving a checkpoint."""
+
+
+class NonFiniteLossError(RuntimeError):
+  """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def _keys(seed: int) -> dict[str, jax.Array]:
+  """Independent keys for each use, all derived from --seed."""
+  root = jax.random.PRNGKey(seed)
+  names = ('init', 'shuffle', 'train', 'grid', 'eval', 'final', 'sample')
+  return {name: jax.random.fold_in(root, i) for i, name in enumerate(names)}
+
+
+def format_epoch_line(epoch: int, epochs: int, metrics: dict[str, float],
+                      extra: tuple[str, ...] = ()) -> str:
+  """``Epoch 10/50 | D_loss: 0.53 | D_acc: 78.12% | G_loss: 1.24`` (+ ``| extra``)."""
+  parts = [f'Epoch {epoch}/{epochs}', f'D_loss: {metrics["d_loss"]:.2f}',
+           f'D_acc: {100 * metrics["d_acc"]:.2f}%', f'G_loss: {metrics["g_loss"]:.2f}']
+  return ' | '.join(parts + list(extra))
+
+
+def format_duration(seconds: float) -> str:
+  """A short human duration: 42s, 3m05s, 2h03m, 41d02h."""
+  seconds = int(round(seconds))
+  if seconds < 60:
+    return f'{seconds}s'
+  if seconds < 3600:
+    return f'{seconds // 60}m{seconds % 60:02d}s'
+  if seconds < 86400:
+    return f'{seconds // 3600}h{seconds % 3600 // 60:02d}m'
+  return f'{seconds // 86400}d{seconds % 86400 // 3600:02d}h'
+
+
+def is_save_epoch(epoch: int, config: Config) -> bool:
+  return epoch % config.save_interval == 0 or epoch == config.epochs
+
+
+def _git_commit() -> str | None:
+  try:
+    out = subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True,
+                         cwd=os.path.dirname(os.path.abspath(__file__)), timeout=5)
+    return out.stdout.strip() or None if out.returncode == 0 else None
+  except (OSError, subprocess.SubprocessError):
+    return None
+
+
+def run_info(config: Config) -> dict[str, Any]:
+  """The config, library versions, device and git commit, for run.json."""
+  import flax
+  import optax
+  import tensorflow_datasets as tfds
+  return {
+      'config': config.__dict__,
+      'versions': {'python': platform.python_version(), 'jax': jax.__version__,
+                   'flax': flax.__version__, 'optax': optax.__version__,
+                   'tensorflow_datasets': tfds.__version__},
+      'devices': [d.device_kind for d in jax.devices()],
+      'platform': jax.default_backend(),
+      'git_commit': _git_commit(),
+      'started': datetime.datetime.now().isoformat(timespec='seconds'),
+  }
+
+
+def prepare_workdir(config: Config, log: Log) -> None:
+  """Checks the workdir can hold a run, and clears it on --overwrite.
+
+  Raises:
+    RunError: the workdir is a file or not writable, or holds another run's
+      outputs without a checkpoint (and --overwrite was not given).
+  """
+  workdir = os.path.abspath(config.workdir)
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise RunError(f'--workdir={config.workdir} is a file, not a folder; '
+                   'choose a folder (it is created if missing)')
+  parent = workdir
+  while not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  if not os.access(parent, os.W_OK | os.X_OK):
+    raise RunError(f'--workdir={config.workdir}: {parent} is not writable; '
+                   'choose a folder you can write to')
+  present = [name for name in OUTPUTS if os.path.exists(os.path.join(workdir, name))]
+  if config.overwrite and present:
+    log(f'--overwrite: removing the earlier run in {workdir} ({", ".join(present)})')
+    for name in present:
+      path = os.path.join(workdir, name)
+      shutil.rmtree(path) if os.path.isdir(path) else os.unlink(path)
+  elif present and not checkpoints.has_checkpoint(workdir):
+    raise RunError(
+        f'{workdir} already holds outputs of a run ({", ".join(present)}) but no '
+        'checkpoint to resume from; pass --overwrite to replace them, or choose '
+        'another --workdir')
+
+
+def _check_resumable(meta: dict[str, Any], config: Config, path: str) -> None:
+  saved = meta.get('config', {})
+  diffs = [f'{k}: checkpoint {saved.get(k)!r}, now {getattr(config, k)!r}'
+           for k in RESUME_FIELDS if saved.get(k) != getattr(config, k)]
+  if diffs:
+    raise RunError(
+        f'the checkpoint in {path} comes from a different configuration '
+        f'({"; ".join(diffs)}); pass --overwrite to start over in this workdir, '
+        'or choose another --workdir')
+
+
+@contextlib.contextmanager
+def _graceful_interrupts(log: Log) -> Iterator[dict[str, bool]]:
+  """SIGINT/SIGTERM set a flag the loop checks after each chunk; a second one aborts."""
+  flag = {'stop': False}
+  previous = {}
+
+  def handler(signum, frame):
+    del frame
+    if flag['stop']:
+      raise KeyboardInterrupt
+    flag['stop'] = True
+    log(f'\n{signal.Signals(signum).name} received: finishing this epoch, then saving '
+        'a checkpoint (send it again to stop at once without saving this epoch)')
+
+  for sig in (signal.SIGINT, signal.SIGTERM):
+    try:
+      previous[sig] = signal.signal(sig, handler)
+    except ValueError:  # Not the main thread (e.g. some notebook runners).
+      pass
+  try:
+    yield flag
+  finally:
+    for sig, old in previous.items():
+      signal.signal(sig, old)
+
+
+class _Evaluator:
+  """The domain classifier, loaded (or trained once) for quality and labels."""
+
+  def __init__(self, config: Config, log: Log):
+    from gan_jax import classifier as classifier_lib
+    self.classifier = classifier_lib.load_or_train(
+        config.dataset, config.data_dir,
+        config.classifier_dir or classifier_lib.default_classifier_dir(config.dataset),
+        retrain=config.retrain_classifier, progress=config.progress, log=log)
+    self.reference_stats = self.classifier.reference()
+    self.reference = self.reference_stats.summary()  # Scalars, for JSON and plots.
+
+  def quality(self, state: train.GANState, key: jax.Array, n: int) -> dict[str, float]:
+    from gan_jax import quality
+    z = train.sample_noise(key, n, state.noise_dim)
+    return quality.evaluate(self.classifier, train.generate(state, z), self.reference_stats)
+
+
+def _metrics_record(epoch: int, config: Config, means: dict[str, float],
+                    seconds: float) -> dict[str, Any]:
+  return {'epoch': epoch, 'epochs': config.epochs,
+          **{k: float(means[k]) for k in train.METRIC_NAMES},
+          'seconds': round(seconds, 3)}
+
+
+def train_and_evaluate(config: Config, log: Log = print) -> dict[str, Any]:
+  """Trains (or resumes) a GAN and writes every output into config.workdir.
+
+  Args:
+    config: a validated `Config`.
+    log: where progress lines go (print by default).
+
+  Returns:
+    The final report (also written to ``report.json``).
+
+  Raises:
+    RunError, input_pipeline.DataUnavailableError, checkpoints.CheckpointError:
+      with a message that says what to do; nothing is written before the
+      data is loaded and the workdir checked.
+    Interrupted: after SIGINT/SIGTERM, once the checkpoint is saved.
+    NonFiniteLossError: a loss became NaN/inf (the last good checkpoint stays).
+  """
+  t_start = time.time()
+  workdir = os.path.abspath(config.workdir)
+  n_devices = jax.device_count()
+  if config.batch_size % n_devices:
+    raise RunError(f'--batch_size={config.batch_size} must divide by the {n_devices} '
+                   f'devices; use a multiple of {n_devices}')
+  data = input_pipeline.load_split(config.dataset, 'train', config.data_dir, config.limit)
+  num_examples = len(data.images)
+  if config.batch_size > num_examples:
+    raise RunError(f'--batch_size={config.batch_size} is larger than the '
+                   f'{num_examples} training examples; use at most {num_examples}')
+  prepare_workdir(config, log)
+
+  keys = _keys(config.seed)
+  mesh = train.make_mesh()
+  data_sharding = NamedSharding(mesh, P('data')) if n_devices > 1 else None
+  state = train.create_state(config, keys['init'])
+  fixed_noise = train.sample_noise(keys['grid'], GRID_NOISE, config.noise_dim)
+  ckpt_tree = {'gan': state, 'fixed_noise': fixed_noise,
+               'rng': jax.random.key_data(jax.random.PRNGKey(config.seed))}
+
+  os.makedirs(workdir, exist_ok=True)
+  manager = checkpoints.make_manager(workdir, config.keep_checkpoints)
+  history: list[dict[str, Any]] = []
+  start_epoch = 0
+  latest = manager.latest_step()
+  if latest is not None:
+    meta = checkpoints.read_meta(manager, latest)
+    _check_resumable(meta, config, checkpoints.checkpoint_dir(workdir))
+    restored, meta = checkpoints.restore(manager, latest, ckpt_tree)
+    state, fixed_noise = restored['gan'], restored['fixed_noise']
+    history, start_epoch = list(meta['history']), int(meta['epoch'])
+    log(f'Resuming from the checkpoint of epoch {start_epoch} in '
+        f'{checkpoints.checkpoint_dir(workdir)}')
+    # Drop the log lines of epochs after the checkpoint: they are redone.
+    files.write_text(os.path.join(workdir, 'metrics.jsonl'),
+                     ''.join(__import__('json').dumps(r) + '\n' for r in history))
+  files.write_json(os.path.join(workdir, 'run.json'), run_info(config))
+
+  evaluator = _Evaluator(config, log)
+  class_names = evaluator.classifier.class_names
+  tb = None
+  if config.tensorboard:
+    from gan_jax.tensorboard import TensorBoardWriter
+    tb = TensorBoardWriter(os.path.join(workdir, 'tensorboard'))
+
+  state = train.replicate(state, mesh)
+  device_images = train.replicate(jnp.asarray(data.images), mesh)
+  del data
+  steps = num_examples // config.batch_size
+  chunk = config.steps_per_chunk or max(1, math.ceil(steps / 10))
+  epochs_left = config.epochs - start_epoch
+  if epochs_left <= 0:
+    log(f'This run is already complete ({start_epoch}/{config.epochs} epochs) in '
+        f'{workdir}; pass a larger --epochs to train on, or --overwrite to start over')
+  show_bar = config.progress and sys.stdout.isatty()
+  bar = tqdm(total=epochs_left * steps * config.batch_size, unit='img', unit_scale=True,
+             disable=not show_bar, dynamic_ncols=True, leave=False)
+  write = bar.write if show_bar else log
+  images_per_s = []
+
+  def save(epoch: int) -> None:
+    tree = {'gan': jax.device_get(state), 'fixed_noise': fixed_noise,
+            'rng': ckpt_tree['rng']}
+    checkpoints.save(manager, epoch, tree, {
+        'epoch': epoch, 'config': config.__dict__, 'history': history})
+
+  with _graceful_interrupts(write) as interrupt:
+    for epoch in range(start_epoch + 1, config.epochs + 1):
+      bar.set_description(f'Epoch {epoch}/{config.epochs}')
+      t0 = time.time()
+      idx = train.epoch_batches(jax.random.fold_in(keys['shuffle'], epoch),
+                                num_examples, steps, config.batch_size)
+      sums = {k: 0.0 for k in train.METRIC_NAMES}
+      for lo in range(0, steps, chunk):
+        state, m = train.jit_train_chunk(state, device_images, idx[lo:lo + chunk],
+                                         keys['train'], data_sharding)
+        for k, v in jax.device_get(m).items():
+          sums[k] += float(v)
+        bar.update(min(chunk, steps - lo) * config.batch_size)
+      seconds = time.time() - t0
+      means = {k: v / steps for k, v in sums.items()}
+      if not all(math.isfinite(v) for v in means.values()):
+        last = manager.latest_step()
+        raise NonFiniteLossError(
+            f'epoch {epoch}: non-finite loss ({means}); training stopped. The last '
+            f'good checkpoint ({"epoch " + str(last) if last else "none"}) is kept in '
+            f'{checkpoints.checkpoint_dir(workdir)}; try a lower --learning_rate')
+      rate = steps * config.batch_size / seconds
+      images_per_s.append(rate)
+      record = _metrics_record(epoch, config, means, seconds)
+      record['images_per_s'] = round(rate, 1)
+      eta = (config.epochs - epoch) * seconds
+      extra = (f'{seconds:.1f}s', f'{rate:,.0f} img/s', f'ETA {format_duration(eta)}')
+      write(format_epoch_line(epoch, config.epochs, means, extra))
+      if is_save_epoch(epoch, config):
+        grid_images = train.generate(state, fixed_noise)
+        images.save_grid(os.path.join(workdir, 'generated_samples', f'epoch_{epoch:02d}.png'),
+                         grid_images, 5, 5)
+        t_eval = time.time()
+        q = evaluator.quality(state, jax.random.fold_in(keys['eval'], epoch),
+                              config.eval_samples)
+        record.update(q)
+        write(f'  quality at epoch {epoch}: FD {q["fd"]:.2f} | IS {q["is"]:.2f} '
+              f'(real {evaluator.reference["is"]:.2f}) | classes {q["classes_covered"]}/10 '
+              f'| confidence {q["mean_confidence"]:.2f} | {time.time() - t_eval:.1f}s')
+        if tb:
+          tb.image(epoch, 'samples', images.sample_grid(grid_images, 5, 5, scale=2))
+      history.append(record)
+      files.append_jsonl(os.path.join(workdir, 'metrics.jsonl'), record)
+      if tb:
+        tb.scalars(epoch, record)
+      if is_save_epoch(epoch, config) or interrupt['stop']:
+        save(epoch)
+        _write_plots(workdir, evaluator.reference)
+      if interrupt['stop']:
+        bar.close()
+        raise Interrupted(
+            f'stopped after epoch {epoch}/{config.epochs}; checkpoint saved in '
+            f'{checkpoints.checkpoint_dir(workdir)}. Run the same command again to resume.')
+  bar.close()
+  if tb:
+    tb.close()
+
+  report = _final_outputs(config, workdir, state, keys, evaluator, class_names,
+                          history, log)
+  elapsed = time.time() - t_start
+  report['wall_seconds'] = round(elapsed, 1)
+  report['mean_images_per_s'] = (round(float(np.mean(images_per_s)), 1)
+                                 if images_per_s else None)
+  files.write_json(os.path.join(workdir, 'report.json'), report)
+  _print_summary(workdir, report, log)
+  return report
+
+
+def _write_plots(workdir: str, reference: dict[str, Any] | None,
+                 label_counts: list[int] | None = None,
+                 class_names: list[str] | None = None) -> None:
+  from gan_jax import plots
+  plots.write_all_plots(workdir, reference=reference, label_counts=label_counts,
+                        class_names=class_names)
+
+
+def _final_outputs(config: Config, workdir: str, state: train.GANState,
+                   keys: dict[str, jax.Array], evaluator: _Evaluator,
+                   class_names: list[str], history: list[dict[str, Any]],
+                   log: Log) -> dict[str, Any]:
+  """100 new images, their labels, the final grid and the report."""
+  from gan_jax import labels
+  out = os.path.join(workdir, 'final_generated_images')
+  z = train.sample_noise(keys['final'], FINAL_IMAGES, config.noise_dim)
+  final = train.generate(state, z)
+  names = images.save_images(out, final)
+  images.save_grid(os.path.join(out, 'final_grid.png'), final, 10, 10)
+  label_report = labels.label_report(evaluator.classifier, final, names)
+  labels.write_label_outputs(label_report, out, final)
+  log('Labels of the 100 final images (domain classifier):')
+  log(labels.distribution_table(label_report))
+  counts = [int(c) for c in label_report.counts]
+  _write_plots(workdir, evaluator.reference, counts, list(class_names))
+  evaluated = [r for r in history if 'fd' in r]
+  last = evaluated[-1] if evaluated else {}
+  return {
+      'epochs': config.epochs,
+      'final': {k: last.get(k) for k in ('epoch', 'fd', 'is', 'label_entropy',
+                                          'classes_covered', 'mean_confidence')},
+      'reference': evaluator.reference,
+      'classifier_accuracy': evaluator.classifier.accuracy,
+      'label_counts': dict(zip(class_names, counts)),
+      'quality_curve': [{k: r.get(k) for k in ('epoch', 'fd', 'is')} for r in evaluated],
+  }
+
+
+def _print_summary(workdir: str, report: dict[str, Any], log: Log) -> None:
+  final = report['final']
+  ref = report['reference']
+  def rel(name: str) -> str:
+    path = os.path.join(workdir, name)
+    inside = path.startswith(os.getcwd() + os.sep)
+    return os.path.relpath(path) if inside else path
+  lines = [
+      '', 'Summary',
+      f'  wall time          {format_duration(report["wall_seconds"])}'
+      + (f' ({report["mean_images_per_s"]:,.0f} img/s in training)'
+         if report['mean_images_per_s'] else ''),
+  ]
+  if final.get('fd') is not None:
+    lines.append(f'  final quality      FD {final["fd"]:.2f} | IS {final["is"]:.2f} '
+                 f'(real data: IS {ref["is"]:.2f}) | {final["classes_covered"]}/10 classes')
+  lines += [
+      f'  sample grids       {rel("generated_samples")}/ (progression.gif)',
+      f'  final images       {rel("final_generated_images")}/ (labels.csv, final_grid.png)',
+      f'  plots              {rel("plots")}/',
+      f'  metrics            {rel("metrics.jsonl")}, {rel("report.json")}',
+      f'  checkpoints        {rel("checkpoints")}/',
+  ]
+  for line in lines:
+    log(line)
+
+
+def sample_from_run(config: Config, log: Log = print) -> list[str]:
+  """Writes `config.num_samples` PNGs from the latest generator of `config.workdir`.
+
+  The run's own configuration (arch, noise_dim, dtype...) is read from its
+  checkpoint; `config.seed` picks the noise.
+
+  Raises:
+    RunError: no checkpoint in the workdir, or the sample dir is unusable.
+    checkpoints.CheckpointError: the checkpoint is corrupt.
+  """
+  workdir = os.path.abspath(config.workdir)
+  if not checkpoints.has_checkpoint(workdir):
+    raise RunError(f'--workdir={config.workdir} holds no checkpoint '
+                   f'({checkpoints.checkpoint_dir(workdir)} is missing or empty); '
+                   'train a run there first')
+  sample_dir = os.path.abspath(config.sample_dir or os.path.join(workdir, 'samples'))
+  if os.path.exists(sample_dir) and not os.path.isdir(sample_dir):
+    raise RunError(f'--sample_dir={sample_dir} is a file; choose a folder')
+  manager = checkpoints.make_manager(workdir, create=False)
+  epoch = manager.latest_step()
+  meta = checkpoints.read_meta(manager, epoch)
+  run_config = Config(**{k: v for k, v in meta['config'].items()
+                         if k in Config.__dataclass_fields__})
+  keys = _keys(run_config.seed)
+  target = {'gan': train.create_state(run_config, keys['init']),
+            'fixed_noise': train.sample_noise(keys['grid'], GRID_NOISE, run_config.noise_dim),
+            'rng': jax.random.key_data(jax.random.PRNGKey(run_config.seed))}
+  restored, _ = checkpoints.restore(manager, epoch, target)
+  key = jax.random.fold_in(_keys(config.seed)['sample'], config.num_samples)
+  z = train.sample_noise(key, config.num_samples, run_config.noise_dim)
+  names = images.save_images(sample_dir, train.generate(restored['gan'], z),
+                             prefix='sample_')
+  log(f'Wrote {len(names)} images from the generator of epoch {epoch} to {sample_dir}')
+  return [os.path.join(sample_dir, n) for n in names]

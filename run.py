@@ -1,0 +1,146 @@
+"""Train a GAN on MNIST or Fashion-MNIST, or sample from a trained run.
+
+  python run.py --dataset=mnist --epochs=30
+  python run.py --mode=sample --workdir=RUN --num_samples=1000 --sample_dir=DIR
+
+This file only defines the flags, validates them and hands a `Config` to the
+package (`gan_jax.trainer`); the package never reads flags.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import app, flags, logging
+
+from gan_jax import config as config_lib
+
+_D = config_lib.Config()
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string('dataset', _D.dataset, 'Dataset: mnist or fashion (fashion_mnist also accepted).')
+flags.DEFINE_integer('epochs', _D.epochs, 'Number of training epochs (>= 1).')
+flags.DEFINE_integer('batch_size', _D.batch_size,
+                     'Global batch size; must divide by the number of devices.')
+flags.DEFINE_integer('noise_dim', _D.noise_dim, 'Size of the generator input noise.')
+flags.DEFINE_float('learning_rate', _D.learning_rate, 'Adam learning rate of both networks.')
+flags.DEFINE_float('beta1', _D.beta1, 'Adam beta1 of both networks, in [0, 1).')
+flags.DEFINE_integer('save_interval', _D.save_interval,
+                     'Every N epochs: sample grid, quality evaluation, checkpoint, plots '
+                     '(and always at the last epoch). At most --epochs.')
+flags.DEFINE_string('arch', _D.arch, 'Network: dcgan (the TF DCGAN tutorial net) or mlp '
+                    '(fully connected).')
+flags.DEFINE_integer('seed', _D.seed, 'Random seed; a run is reproducible given the seed.')
+flags.DEFINE_string('dtype', None, 'Compute dtype: float32 or bfloat16 (mixed precision: '
+                    'bfloat16 compute, float32 parameters and losses). Default: '
+                    'bfloat16 on GPU/TPU, float32 on CPU.')
+flags.DEFINE_string('workdir', _D.workdir, 'Folder for every output and checkpoint; '
+                    'running again in it resumes.')
+flags.DEFINE_string('data_dir', None, 'TFDS data folder; default $TFDS_DATA_DIR, else '
+                    '~/tensorflow_datasets.')
+flags.DEFINE_integer('limit', None, 'Train on the first N training examples only '
+                     '(quick experiments).')
+flags.DEFINE_integer('eval_samples', _D.eval_samples,
+                     'Generated images per quality evaluation (FD, IS).')
+flags.DEFINE_string('classifier_dir', None, 'Where the domain classifier is kept; default '
+                    '~/.cache/gan_jax/classifiers/<dataset>.')
+flags.DEFINE_bool('retrain_classifier', False, 'Train the domain classifier again.')
+flags.DEFINE_integer('keep_checkpoints', _D.keep_checkpoints, 'Checkpoints to keep.')
+flags.DEFINE_bool('overwrite', False, 'Delete an earlier run in --workdir and start over.')
+flags.DEFINE_bool('tensorboard', False, 'Also log scalars and sample grids to '
+                  'WORKDIR/tensorboard (needs tensorboardX).')
+flags.DEFINE_bool('progress', True, 'Show progress bars (only on a terminal).')
+flags.DEFINE_integer('steps_per_chunk', 0, 'Train steps per device loop call; 0: about a '
+                     'tenth of an epoch.')
+flags.DEFINE_string('mode', 'train', 'train, or sample: write --num_samples images from '
+                    'the latest checkpoint in --workdir.')
+flags.DEFINE_integer('num_samples', _D.num_samples, 'Images to write in --mode=sample.')
+flags.DEFINE_string('sample_dir', None, 'Where --mode=sample writes; default WORKDIR/samples.')
+flags.DEFINE_bool('interactive', False, 'Ask for the six lab parameters (dataset, epochs, '
+                  'batch_size, noise_dim, learning_rate, save_interval) with prompts.')
+flags.DEFINE_bool('distributed', False, 'Multi-host: call jax.distributed.initialize() first '
+                  '(TPU pod slices, several GPU hosts).')
+
+
+def _default_dtype() -> str:
+  import jax
+  return 'float32' if jax.default_backend() == 'cpu' else 'bfloat16'
+
+
+def _config_from_flags() -> config_lib.Config:
+  # The platform default for --dtype is filled in after validation (it needs jax).
+  dtype = FLAGS.dtype or 'float32'
+  return config_lib.Config(
+      dataset=FLAGS.dataset, arch=FLAGS.arch, epochs=FLAGS.epochs,
+      batch_size=FLAGS.batch_size, noise_dim=FLAGS.noise_dim,
+      learning_rate=FLAGS.learning_rate, beta1=FLAGS.beta1,
+      save_interval=FLAGS.save_interval, seed=FLAGS.seed, dtype=dtype,
+      workdir=FLAGS.workdir, data_dir=FLAGS.data_dir, limit=FLAGS.limit,
+      eval_samples=FLAGS.eval_samples, classifier_dir=FLAGS.classifier_dir,
+      retrain_classifier=FLAGS.retrain_classifier,
+      keep_checkpoints=FLAGS.keep_checkpoints, overwrite=FLAGS.overwrite,
+      tensorboard=FLAGS.tensorboard, progress=FLAGS.progress,
+      steps_per_chunk=FLAGS.steps_per_chunk, num_samples=FLAGS.num_samples,
+      sample_dir=FLAGS.sample_dir)
+
+
+def _fail(message: str, code: int = 2) -> None:
+  print(f'error: {message}', file=sys.stderr)
+  sys.exit(code)
+
+
+def main(argv: list[str]) -> None:
+  logging.set_verbosity(logging.WARNING)  # Keep JAX's start-up chatter out of the way.
+  if len(argv) > 1:
+    _fail(f'unexpected arguments {argv[1:]}; every option is a --flag (see --help)')
+  if FLAGS.mode not in config_lib.MODES:
+    _fail(f'--mode: must be one of {", ".join(config_lib.MODES)}; got {FLAGS.mode!r}')
+  if FLAGS.dtype is not None and FLAGS.dtype not in config_lib.DTYPES:
+    _fail(f'--dtype: must be one of {", ".join(config_lib.DTYPES)}; got {FLAGS.dtype!r}')
+  config = _config_from_flags()
+  if FLAGS.interactive:
+    from gan_jax import interactive
+    config = config.replace(**interactive.ask_lab_parameters(config))
+  try:
+    config_lib.validate(config)
+  except ValueError as e:
+    _fail(str(e))
+  if FLAGS.data_dir and not os.path.isdir(FLAGS.data_dir):
+    _fail(f'--data_dir={FLAGS.data_dir} does not exist or is not a folder; point it at the '
+          'folder that holds the prepared TFDS datasets (e.g. ../shared/tfds)')
+
+  import jax  # After validation: bad flags fail within a second.
+  if FLAGS.dtype is None:
+    config = config.replace(dtype=_default_dtype())
+  if FLAGS.distributed:
+    jax.distributed.initialize()
+  if config.batch_size % jax.device_count():
+    _fail(f'--batch_size={config.batch_size} must divide by the {jax.device_count()} '
+          f'devices; use a multiple of {jax.device_count()}')
+
+  from gan_jax import checkpoints, input_pipeline, trainer
+  try:
+    if FLAGS.mode == 'sample':
+      trainer.sample_from_run(config)
+    else:
+      trainer.train_and_evaluate(config)
+  except trainer.Interrupted as e:
+    _fail(str(e), code=130)
+  except trainer.NonFiniteLossError as e:
+    _fail(str(e), code=3)
+  except KeyboardInterrupt:
+    _fail('interrupted; the last saved checkpoint is kept. Run the same command again '
+          'to resume from it.', code=130)
+  except (trainer.RunError, input_pipeline.DataUnavailableError,
+          checkpoints.CheckpointError) as e:
+    _fail(str(e))
+  except Exception as e:  # noqa: BLE001
+    from gan_jax import classifier
+    if isinstance(e, classifier.ClassifierCheckpointError):
+      _fail(str(e))
+    raise
+
+
+if __name__ == '__main__':
+  app.run(main)
