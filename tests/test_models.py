@@ -1,0 +1,60 @@
+"""Shapes and parameter counts of the generator and discriminator."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from gan_jax import models, train
+from gan_jax.config import Config
+
+
+@pytest.mark.parametrize('arch', ['dcgan', 'mlp'])
+@pytest.mark.parametrize('noise_dim', [1, 64, 100, 128])
+def test_generator_output_is_image_shape_in_range(arch, noise_dim):
+  generator, _ = models.make_models(arch)
+  z = jax.random.normal(jax.random.PRNGKey(0), (3, noise_dim))
+  variables = generator.init(jax.random.PRNGKey(1), z, train=False)
+  out = generator.apply(variables, z, train=False)
+  assert out.shape == (3,) + models.IMAGE_SHAPE
+  assert out.dtype == jnp.float32
+  assert float(jnp.abs(out).max()) <= 1.0
+
+
+@pytest.mark.parametrize('arch', ['dcgan', 'mlp'])
+def test_discriminator_gives_one_logit_per_image(arch):
+  _, discriminator = models.make_models(arch)
+  x = jnp.zeros((5,) + models.IMAGE_SHAPE)
+  variables = discriminator.init(jax.random.PRNGKey(0), x, train=False)
+  logits = discriminator.apply(variables, x, train=True, rngs={'dropout': jax.random.PRNGKey(1)})
+  assert logits.shape == (5,)
+  assert logits.dtype == jnp.float32
+
+
+def test_dcgan_parameter_counts_match_the_tf_tutorial():
+  state = train.create_state(Config(arch='dcgan'), jax.random.PRNGKey(0))
+  assert train.param_count(state.generator.params) == 2_305_472
+  assert train.param_count(state.discriminator.params) == 212_865
+  # BatchNorm running statistics of the three BN layers (not trainable).
+  assert train.param_count(state.generator.batch_stats) == 2 * (12544 + 128 + 64)
+
+
+def test_mlp_parameter_counts():
+  state = train.create_state(Config(arch='mlp'), jax.random.PRNGKey(0))
+  g = (100 * 256 + 256) + (256 * 512 + 512) + (512 * 1024 + 1024) + (1024 * 784 + 784)
+  d = (784 * 512 + 512) + (512 * 256 + 256) + (256 + 1)
+  assert train.param_count(state.generator.params) == g
+  assert train.param_count(state.discriminator.params) == d
+
+
+@pytest.mark.parametrize('arch', ['dcgan', 'mlp'])
+def test_bfloat16_compute_keeps_float32_parameters_and_outputs(arch):
+  state = train.create_state(Config(arch=arch, dtype='bfloat16'), jax.random.PRNGKey(0))
+  leaves = jax.tree_util.tree_leaves(state.generator.params)
+  assert all(leaf.dtype == jnp.float32 for leaf in leaves)
+  images = train.generate(state, jnp.zeros((2, 100)))
+  assert images.shape == (2, 28, 28, 1) and images.dtype == jnp.float32
+
+
+def test_unknown_arch_is_rejected():
+  with pytest.raises(ValueError, match='unknown arch'):
+    models.make_models('resnet')

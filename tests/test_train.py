@@ -1,0 +1,100 @@
+"""The pure train steps and the scanned device epoch."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gan_jax import train
+from gan_jax.config import Config
+
+
+def _state(arch, **kw):
+  return train.create_state(Config(arch=arch, **kw), jax.random.PRNGKey(0))
+
+
+def _batch(n=16):
+  return jax.random.uniform(jax.random.PRNGKey(3), (n, 28, 28, 1), minval=-1, maxval=1)
+
+
+def _changed(a, b):
+  return any(not np.array_equal(x, y) for x, y in
+             zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
+
+
+@pytest.mark.parametrize('arch', ['dcgan', 'mlp'])
+def test_train_step_gives_finite_losses_and_changes_both_networks(arch):
+  state = _state(arch)
+  g_before = jax.device_get(state.generator.params)
+  d_before = jax.device_get(state.discriminator.params)
+  new, metrics = jax.jit(train.train_step)(state, _batch(), jax.random.PRNGKey(1))
+  assert set(metrics) == {'d_loss', 'd_acc', 'g_loss'}
+  for value in metrics.values():
+    assert value.shape == () and np.isfinite(value)
+  assert 0.0 <= float(metrics['d_acc']) <= 1.0
+  assert _changed(g_before, new.generator.params)
+  assert _changed(d_before, new.discriminator.params)
+  assert int(new.generator.step) == 1 and int(new.discriminator.step) == 1
+
+
+@pytest.mark.parametrize('arch', ['dcgan', 'mlp'])
+def test_each_step_changes_only_its_own_network(arch):
+  state = _state(arch)
+  rng = jax.random.PRNGKey(1)
+  after_d, m = jax.jit(train.discriminator_step)(state, _batch(), rng)
+  assert set(m) == {'d_loss', 'd_acc'}
+  assert _changed(state.discriminator.params, after_d.discriminator.params)
+  assert not _changed(state.generator.params, after_d.generator.params)
+  after_g, m = jax.jit(train.generator_step)(state, _batch(), rng)
+  assert set(m) == {'g_loss'}
+  assert _changed(state.generator.params, after_g.generator.params)
+  assert not _changed(state.discriminator.params, after_g.discriminator.params)
+  if arch == 'dcgan':  # BatchNorm running statistics move in the generator step.
+    assert _changed(state.generator.batch_stats, after_g.generator.batch_stats)
+
+
+def test_discriminator_step_output_shapes_for_bfloat16():
+  state = _state('dcgan', dtype='bfloat16')
+  new, m = jax.jit(train.train_step)(state, _batch(8), jax.random.PRNGKey(1))
+  assert all(np.isfinite(v) for v in m.values())
+  assert all(x.dtype == jnp.float32 for x in jax.tree_util.tree_leaves(new.generator.params))
+
+
+def test_epoch_batches_is_a_permutation_cut_into_full_batches():
+  idx = np.asarray(train.epoch_batches(jax.random.PRNGKey(0), 103, 10, 10))
+  assert idx.shape == (10, 10)
+  assert len(set(idx.ravel().tolist())) == 100   # No repeats.
+  assert idx.min() >= 0 and idx.max() < 103
+  other = np.asarray(train.epoch_batches(jax.random.PRNGKey(1), 103, 10, 10))
+  assert not np.array_equal(idx, other)
+
+
+def test_train_chunk_sums_metrics_and_does_not_depend_on_chunking():
+  images = _batch(64)
+  idx = train.epoch_batches(jax.random.PRNGKey(0), 64, 4, 16)
+  rng = jax.random.PRNGKey(7)
+  one, m_one = train.jit_train_chunk(_state('mlp'), images, idx, rng)
+  two, m_a = train.jit_train_chunk(_state('mlp'), images, idx[:2], rng)
+  two, m_b = train.jit_train_chunk(two, images, idx[2:], rng)
+  assert int(one.generator.step) == 4
+  np.testing.assert_allclose(m_one['g_loss'], m_a['g_loss'] + m_b['g_loss'], rtol=1e-5)
+  for a, b in zip(jax.tree_util.tree_leaves(one.generator.params),
+                  jax.tree_util.tree_leaves(two.generator.params)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_training_is_deterministic_given_the_seed():
+  images = _batch(64)
+  idx = train.epoch_batches(jax.random.PRNGKey(0), 64, 4, 16)
+  a, _ = train.jit_train_chunk(_state('mlp'), images, idx, jax.random.PRNGKey(7))
+  b, _ = train.jit_train_chunk(_state('mlp'), images, idx, jax.random.PRNGKey(7))
+  for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+    np.testing.assert_array_equal(x, y)
+
+
+def test_generate_pads_the_last_batch():
+  state = _state('mlp')
+  z = jax.random.normal(jax.random.PRNGKey(0), (7, 100))
+  out = train.generate(state, z, batch_size=4)
+  assert out.shape == (7, 28, 28, 1)
+  np.testing.assert_allclose(out[:4], train.generate(state, z[:4], batch_size=4), atol=1e-6)

@@ -1,0 +1,215 @@
+"""End-to-end training runs on a slice of the real MNIST data.
+
+Marked slow: each trains for real (a few seconds per run with --arch=mlp).
+"""
+
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gan_jax import checkpoints, files, trainer
+from gan_jax.config import Config
+
+pytestmark = pytest.mark.slow
+
+
+def _config(tmp_path, data_dir, classifier_dir, **kw):
+  base = dict(arch='mlp', epochs=2, save_interval=1, batch_size=64, limit=640,
+              eval_samples=200, workdir=str(tmp_path / 'run'), data_dir=data_dir,
+              classifier_dir=classifier_dir, progress=False)
+  base.update(kw)
+  return Config(**base)
+
+
+def _quiet(*_):
+  pass
+
+
+def _outputs(workdir):
+  """Everything a run produces, as bytes, except timing-dependent files."""
+  out = {}
+  for folder in ('generated_samples', 'final_generated_images'):
+    for name in sorted(os.listdir(os.path.join(workdir, folder))):
+      with open(os.path.join(workdir, folder, name), 'rb') as f:
+        out[f'{folder}/{name}'] = f.read()
+  records = files.read_jsonl(os.path.join(workdir, 'metrics.jsonl'))
+  for r in records:  # Wall-clock figures differ between any two runs.
+    r.pop('seconds'), r.pop('images_per_s')
+  out['metrics'] = records
+  return out
+
+
+def test_a_run_writes_every_output(tmp_path, data_dir, classifier_dir):
+  lines = []
+  config = _config(tmp_path, data_dir, classifier_dir)
+  report = trainer.train_and_evaluate(config, log=lines.append)
+  workdir = config.workdir
+  epoch_lines = [l for l in lines if l.startswith('Epoch ')]
+  assert len(epoch_lines) == 2
+  assert epoch_lines[0].startswith('Epoch 1/2 | D_loss: ')
+  for name in ('epoch_01.png', 'epoch_02.png', 'progression.gif'):
+    assert os.path.exists(os.path.join(workdir, 'generated_samples', name)), name
+  grid = Image.open(os.path.join(workdir, 'generated_samples', 'epoch_02.png'))
+  assert grid.mode == 'L' and grid.size[0] >= 5 * 28
+  final = os.path.join(workdir, 'final_generated_images')
+  pngs = sorted(n for n in os.listdir(final) if n.startswith('img_'))
+  assert pngs == [f'img_{i:03d}.png' for i in range(100)]
+  for name in pngs[:3]:
+    image = Image.open(os.path.join(final, name))
+    assert image.size == (28, 28) and image.mode == 'L'
+  for name in ('final_grid.png', 'final_labeled_grid.png', 'labels.csv',
+               'label_distribution.json'):
+    assert os.path.exists(os.path.join(final, name)), name
+  with open(os.path.join(final, 'labels.csv')) as f:
+    assert len(f.read().strip().splitlines()) == 101
+  records = files.read_jsonl(os.path.join(workdir, 'metrics.jsonl'))
+  assert [r['epoch'] for r in records] == [1, 2]
+  for r in records:
+    assert {'d_loss', 'd_acc', 'g_loss', 'fd', 'is', 'classes_covered'} <= set(r)
+  for name in ('losses.png', 'quality.png', 'label_distribution.png'):
+    assert os.path.exists(os.path.join(workdir, 'plots', name)), name
+  with open(os.path.join(workdir, 'report.json')) as f:
+    saved = json.load(f)
+  assert saved['final']['epoch'] == 2 and saved['reference']['is'] > 1
+  assert sum(saved['label_counts'].values()) == 100
+  assert report['final']['fd'] == saved['final']['fd']
+  with open(os.path.join(workdir, 'run.json')) as f:
+    info = json.load(f)
+  assert info['config']['arch'] == 'mlp' and 'jax' in info['versions']
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['1', '2']
+  leftovers = [n for _, _, names in os.walk(workdir) for n in names if n.startswith('.tmp-')]
+  assert not leftovers
+
+
+def test_same_seed_gives_identical_outputs(tmp_path, data_dir, classifier_dir):
+  a = _config(tmp_path / 'a', data_dir, classifier_dir)
+  b = _config(tmp_path / 'b', data_dir, classifier_dir)
+  trainer.train_and_evaluate(a, log=_quiet)
+  trainer.train_and_evaluate(b, log=_quiet)
+  assert _outputs(a.workdir) == _outputs(b.workdir)
+  c = _config(tmp_path / 'c', data_dir, classifier_dir, seed=1)
+  trainer.train_and_evaluate(c, log=_quiet)
+  assert _outputs(a.workdir)['metrics'] != _outputs(c.workdir)['metrics']
+
+
+def test_interrupted_and_resumed_run_ends_identical_to_uninterrupted_run(
+    tmp_path, data_dir, classifier_dir, monkeypatch):
+  full = _config(tmp_path / 'full', data_dir, classifier_dir, epochs=4, save_interval=2)
+  trainer.train_and_evaluate(full, log=_quiet)
+
+  part = _config(tmp_path / 'part', data_dir, classifier_dir, epochs=4, save_interval=2)
+  real_chunk, calls = trainer.train.jit_train_chunk, []
+
+  def interrupted(*args, **kwargs):  # Ctrl-C in the middle of epoch 2 (10 chunks/epoch).
+    calls.append(1)
+    if len(calls) == 15:
+      os.kill(os.getpid(), signal.SIGINT)
+    return real_chunk(*args, **kwargs)
+
+  monkeypatch.setattr(trainer.train, 'jit_train_chunk', interrupted)
+  with pytest.raises(trainer.Interrupted, match='after epoch 2/4'):
+    trainer.train_and_evaluate(part, log=_quiet)
+  monkeypatch.undo()
+  assert os.listdir(os.path.join(part.workdir, 'checkpoints')) == ['2']
+  lines = []
+  trainer.train_and_evaluate(part, log=lines.append)
+  assert any('Resuming from the checkpoint of epoch 2' in l for l in lines)
+  assert [l.split(' |')[0] for l in lines if l.startswith('Epoch')] == ['Epoch 3/4', 'Epoch 4/4']
+  assert _outputs(full.workdir) == _outputs(part.workdir)
+
+
+def test_finished_run_is_not_trained_again(tmp_path, data_dir, classifier_dir):
+  config = _config(tmp_path, data_dir, classifier_dir, epochs=1)
+  trainer.train_and_evaluate(config, log=_quiet)
+  lines = []
+  trainer.train_and_evaluate(config, log=lines.append)
+  assert any('already complete' in l for l in lines)
+  assert not any(l.startswith('Epoch') for l in lines)
+
+
+def test_different_config_in_same_workdir_is_refused_unless_overwrite(
+    tmp_path, data_dir, classifier_dir):
+  config = _config(tmp_path, data_dir, classifier_dir, epochs=1)
+  trainer.train_and_evaluate(config, log=_quiet)
+  before = _outputs(config.workdir)
+  with pytest.raises(trainer.RunError, match='noise_dim'):
+    trainer.train_and_evaluate(config.replace(noise_dim=64), log=_quiet)
+  assert _outputs(config.workdir) == before  # Nothing touched.
+  lines = []
+  trainer.train_and_evaluate(config.replace(noise_dim=64, overwrite=True), log=lines.append)
+  assert any('--overwrite: removing' in l for l in lines)
+  with open(os.path.join(config.workdir, 'run.json')) as f:
+    assert json.load(f)['config']['noise_dim'] == 64
+
+
+def test_corrupt_checkpoint_names_the_path(tmp_path, data_dir, classifier_dir):
+  config = _config(tmp_path, data_dir, classifier_dir, epochs=1)
+  trainer.train_and_evaluate(config, log=_quiet)
+  state_dir = os.path.join(config.workdir, 'checkpoints', '1', 'state')
+  for root, _, names in os.walk(state_dir):
+    for name in names:
+      with open(os.path.join(root, name), 'r+b') as f:
+        f.truncate(3)
+  with pytest.raises(checkpoints.CheckpointError, match=os.path.join('checkpoints', '1')):
+    trainer.train_and_evaluate(config.replace(epochs=2), log=_quiet)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
+    tmp_path, data_dir, classifier_dir, monkeypatch):
+  config = _config(tmp_path, data_dir, classifier_dir, epochs=1)
+  trainer.train_and_evaluate(config, log=_quiet)
+  real_chunk = trainer.train.jit_train_chunk
+
+  def poisoned(*args, **kwargs):  # A blow-up: NaN losses from epoch 2 on.
+    state, metrics = real_chunk(*args, **kwargs)
+    return state, {**metrics, 'g_loss': metrics['g_loss'] * float('nan')}
+
+  monkeypatch.setattr(trainer.train, 'jit_train_chunk', poisoned)
+  with pytest.raises(trainer.NonFiniteLossError, match='epoch 2: non-finite loss'):
+    trainer.train_and_evaluate(config.replace(epochs=3), log=_quiet)
+  assert os.listdir(os.path.join(config.workdir, 'checkpoints')) == ['1']
+
+
+def test_sample_mode_writes_n_images_deterministically(tmp_path, data_dir, classifier_dir):
+  config = _config(tmp_path, data_dir, classifier_dir, epochs=1)
+  trainer.train_and_evaluate(config, log=_quiet)
+  paths = trainer.sample_from_run(config.replace(num_samples=7, sample_dir=str(tmp_path / 's1')),
+                                  log=_quiet)
+  assert len(paths) == 7 and all(os.path.exists(p) for p in paths)
+  again = trainer.sample_from_run(config.replace(num_samples=7, sample_dir=str(tmp_path / 's2')),
+                                  log=_quiet)
+  for p, q in zip(paths, again):
+    assert np.array_equal(np.asarray(Image.open(p)), np.asarray(Image.open(q)))
+  assert Image.open(paths[0]).size == (28, 28)
+
+
+def test_sample_mode_without_checkpoint_is_an_error(tmp_path):
+  with pytest.raises(trainer.RunError, match='no checkpoint'):
+    trainer.sample_from_run(Config(workdir=str(tmp_path)), log=_quiet)
+
+
+def test_workdir_that_is_a_file_is_refused(tmp_path, data_dir, classifier_dir):
+  path = tmp_path / 'file'
+  path.write_text('mine')
+  with pytest.raises(trainer.RunError, match='is a file'):
+    trainer.train_and_evaluate(_config(tmp_path, data_dir, classifier_dir, workdir=str(path)),
+                               log=_quiet)
+  assert path.read_text() == 'mine'
+
+
+def test_batch_larger_than_dataset_is_refused_before_writing(tmp_path, data_dir, classifier_dir):
+  config = _config(tmp_path, data_dir, classifier_dir, batch_size=1024, limit=100)
+  with pytest.raises(trainer.RunError, match='larger than the 100 training examples'):
+    trainer.train_and_evaluate(config, log=_quiet)
+  assert not os.path.exists(config.workdir)
+
+
+def test_epoch_line_format():
+  line = trainer.format_epoch_line(10, 50, {'d_loss': 0.531, 'd_acc': 0.78125, 'g_loss': 1.2449})
+  assert line == 'Epoch 10/50 | D_loss: 0.53 | D_acc: 78.12% | G_loss: 1.24'
+  assert trainer.format_epoch_line(1, 2, {'d_loss': 1, 'd_acc': 1, 'g_loss': 0},
+                                   ('3.0s',)).endswith(' | 3.0s')
