@@ -28,6 +28,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any, Callable, Iterator
 
@@ -136,9 +137,12 @@ def prepare_workdir(config: Config, log: Log) -> None:
   parent = workdir
   while not os.path.exists(parent):
     parent = os.path.dirname(parent)
-  if not os.access(parent, os.W_OK | os.X_OK):
-    raise RunError(f'--workdir={config.workdir}: {parent} is not writable; '
-                   'choose a folder you can write to')
+  try:  # A real probe: os.access says yes to root even on read-only mounts.
+    with tempfile.TemporaryFile(dir=parent):
+      pass
+  except OSError as e:
+    raise RunError(f'--workdir={config.workdir}: cannot write in {parent} ({e.strerror}); '
+                   'choose a folder you can write to') from None
   present = [name for name in OUTPUTS if os.path.exists(os.path.join(workdir, name))]
   if config.overwrite and present:
     log(f'--overwrite: removing the earlier run in {workdir} ({", ".join(present)})')

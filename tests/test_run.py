@@ -1,0 +1,167 @@
+"""The command line: flag validation, help, interactive mode, signals.
+
+Each test runs `python run.py` in a subprocess, as a user would.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from gan_jax import files
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUN = os.path.join(REPO_ROOT, 'run.py')
+
+
+def _run(args, cwd, timeout=120, stdin=None):
+  env = dict(os.environ, PYTHONUNBUFFERED='1')
+  return subprocess.run([sys.executable, RUN, *args], cwd=cwd, capture_output=True,
+                        text=True, timeout=timeout, input=stdin, env=env)
+
+
+BAD_FLAGS = [
+    (['--epochs=0'], '--epochs'),
+    (['--epochs=-5'], '--epochs'),
+    (['--epochs=abc'], '--epochs'),
+    (['--batch_size=-3'], '--batch_size'),
+    (['--batch_size=0'], '--batch_size'),
+    (['--batch_size=100000000'], '--batch_size'),
+    (['--noise_dim=0'], '--noise_dim'),
+    (['--noise_dim=1000000000'], '--noise_dim'),
+    (['--learning_rate=abc'], '--learning_rate'),
+    (['--learning_rate=0'], '--learning_rate'),
+    (['--learning_rate=-1e-3'], '--learning_rate'),
+    (['--learning_rate=nan'], '--learning_rate'),
+    (['--learning_rate=1e9'], '--learning_rate'),
+    (['--beta1=1.5'], '--beta1'),
+    (['--save_interval=0'], '--save_interval'),
+    (['--save_interval=50', '--epochs=10'], '--save_interval'),
+    (['--dataset=cifar10'], '--dataset'),
+    (['--arch=resnet'], '--arch'),
+    (['--dtype=float16'], '--dtype'),
+    (['--mode=serve'], '--mode'),
+    (['--seed=-1'], '--seed'),
+    (['--eval_samples=0'], '--eval_samples'),
+    (['--keep_checkpoints=0'], '--keep_checkpoints'),
+    (['--limit=0'], '--limit'),
+]
+
+
+@pytest.mark.parametrize('args,flag', BAD_FLAGS, ids=[' '.join(a) for a, _ in BAD_FLAGS])
+def test_bad_flag_values_fail_fast_with_one_line_and_create_nothing(tmp_path, args, flag):
+  workdir = tmp_path / 'run'
+  start = time.time()
+  result = _run([*args, f'--workdir={workdir}'], cwd=tmp_path)
+  assert result.returncode != 0
+  error_lines = [l for l in result.stderr.splitlines() if flag in l]
+  assert error_lines, result.stderr
+  assert 'Traceback' not in result.stderr
+  assert not workdir.exists()
+  assert time.time() - start < 30
+
+
+def test_help_lists_every_flag_with_its_default(tmp_path):
+  result = _run(['--helpshort'], cwd=tmp_path)
+  text = result.stdout + result.stderr
+  for flag in ('dataset', 'epochs', 'batch_size', 'noise_dim', 'learning_rate',
+               'save_interval', 'arch', 'seed', 'workdir', 'data_dir', 'beta1', 'dtype',
+               'mode', 'num_samples', 'sample_dir', 'interactive', 'overwrite'):
+    assert f'--{flag}' in text or f'--[no]{flag}' in text, flag
+  assert "(default: '30')" in text and "(default: '0.0002')" in text
+
+
+def test_missing_data_dir_is_reported(tmp_path):
+  result = _run([f'--data_dir={tmp_path}/nope', f'--workdir={tmp_path}/run'], cwd=tmp_path)
+  assert result.returncode != 0
+  assert '--data_dir' in result.stderr and 'does not exist' in result.stderr
+  assert not (tmp_path / 'run').exists()
+
+
+@pytest.mark.slow
+def test_data_not_available_offline_fails_fast_naming_the_fix(tmp_path):
+  empty = tmp_path / 'empty_tfds'
+  empty.mkdir()
+  start = time.time()
+  result = _run([f'--data_dir={empty}', f'--workdir={tmp_path}/run'], cwd=tmp_path)
+  assert result.returncode != 0
+  assert time.time() - start < 30
+  assert 'not prepared' in result.stderr and 'TFDS_DATA_DIR' in result.stderr
+  assert 'Traceback' not in result.stderr
+  assert not (tmp_path / 'run').exists()
+
+
+@pytest.mark.slow
+def test_workdir_that_is_a_file_or_unwritable_is_refused(tmp_path, data_dir):
+  target = tmp_path / 'a_file'
+  target.write_text('keep me')
+  result = _run([f'--workdir={target}', f'--data_dir={data_dir}', '--limit=256'], cwd=tmp_path)
+  assert result.returncode != 0 and 'is a file' in result.stderr
+  assert target.read_text() == 'keep me'
+  result = _run(['--workdir=/proc/gan_jax_run', f'--data_dir={data_dir}', '--limit=256'],
+                cwd=tmp_path)
+  assert result.returncode != 0 and 'cannot write' in result.stderr
+
+
+@pytest.mark.slow
+def test_batch_size_larger_than_the_dataset(tmp_path, data_dir):
+  result = _run([f'--workdir={tmp_path}/run', f'--data_dir={data_dir}', '--limit=300',
+                 '--batch_size=512'], cwd=tmp_path)
+  assert result.returncode != 0
+  assert 'larger than the 300 training examples' in result.stderr
+  assert not (tmp_path / 'run').exists()
+
+
+@pytest.mark.slow
+def test_sample_mode_without_a_checkpoint(tmp_path):
+  result = _run(['--mode=sample', f'--workdir={tmp_path}'], cwd=tmp_path)
+  assert result.returncode != 0 and 'no checkpoint' in result.stderr
+
+
+@pytest.mark.slow
+def test_sigint_saves_a_checkpoint_and_resume_continues(tmp_path, data_dir, classifier_dir):
+  workdir = tmp_path / 'run'
+  args = ['--arch=mlp', f'--workdir={workdir}', f'--data_dir={data_dir}', '--limit=2560',
+          '--batch_size=64', f'--classifier_dir={classifier_dir}', '--eval_samples=100',
+          '--epochs=1000000000', '--save_interval=1000']
+  env = dict(os.environ, PYTHONUNBUFFERED='1')
+  proc = subprocess.Popen([sys.executable, RUN, *args], cwd=tmp_path, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  first = ''
+  deadline = time.time() + 120
+  while time.time() < deadline:
+    first = proc.stdout.readline()
+    if first.startswith('Epoch 1/'):
+      break
+  assert first.startswith('Epoch 1/1000000000 | D_loss:'), first
+  assert 'ETA ' in first  # A billion epochs is allowed, and the ETA says what it means.
+  proc.send_signal(signal.SIGINT)
+  out, err = proc.communicate(timeout=120)
+  assert proc.returncode == 130, err
+  assert 'Run the same command again to resume' in err
+  checkpoints = os.listdir(workdir / 'checkpoints')
+  assert len(checkpoints) == 1
+  saved_epoch = int(checkpoints[0])
+  records = files.read_jsonl(str(workdir / 'metrics.jsonl'))
+  assert records[-1]['epoch'] == saved_epoch
+  # Resume, asking for just one more epoch than was saved.
+  resumed = _run([*args[:-2], f'--epochs={saved_epoch + 1}', '--save_interval=1'], cwd=tmp_path)
+  assert resumed.returncode == 0, resumed.stderr
+  assert f'Resuming from the checkpoint of epoch {saved_epoch}' in resumed.stdout
+  assert f'Epoch {saved_epoch + 1}/{saved_epoch + 1} |' in resumed.stdout
+
+
+@pytest.mark.slow
+def test_interactive_mode_asks_and_reasks_then_runs(tmp_path, data_dir, classifier_dir):
+  # dataset, epochs (bad, then good), batch_size, noise_dim (default), lr (default), save_interval
+  answers = 'cifar\nmnist\n0\n1\n64\n\n\n1\n'
+  result = _run(['--interactive', '--arch=mlp', f'--workdir={tmp_path}/run',
+                 f'--data_dir={data_dir}', '--limit=640', f'--classifier_dir={classifier_dir}',
+                 '--eval_samples=100'], cwd=tmp_path, stdin=answers, timeout=300)
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.count('Invalid') >= 2  # cifar and 0 were re-asked.
+  assert 'Epoch 1/1 | D_loss:' in result.stdout
+  assert os.path.exists(tmp_path / 'run' / 'final_generated_images' / 'img_099.png')
