@@ -1,0 +1,101 @@
+"""Tests for gan_jax.quality: Fréchet distance, IS, entropy, coverage, evaluate."""
+
+import math
+
+import numpy as np
+import pytest
+
+from gan_jax import quality
+
+
+def _one_hot(labels, k=10):
+  return np.eye(k)[np.asarray(labels)]
+
+
+def test_fd_of_a_set_with_itself_is_zero():
+  feats = np.random.default_rng(0).normal(size=(500, 16))
+  mu, sigma = quality.feature_stats(feats)
+  assert mu.shape == (16,) and sigma.shape == (16, 16)
+  assert quality.frechet_distance(mu, sigma, mu, sigma) == pytest.approx(0, abs=1e-6)
+
+
+def test_fd_grows_with_shift():
+  feats = np.random.default_rng(1).normal(size=(1000, 8))
+  mu, sigma = quality.feature_stats(feats)
+  fds = []
+  for shift in (0.5, 1.0, 2.0):
+    mu2, sigma2 = quality.feature_stats(feats + shift)
+    fds.append(quality.frechet_distance(mu, sigma, mu2, sigma2))
+    # Same covariance: FD is exactly the squared mean difference.
+    assert fds[-1] == pytest.approx(8 * shift ** 2, rel=1e-6)
+  assert fds[0] < fds[1] < fds[2]
+
+
+def test_fd_closed_form_for_diagonal_covariances():
+  a, b = np.array([1.0, 4.0, 9.0]), np.array([4.0, 1.0, 0.0])  # b is singular.
+  fd = quality.frechet_distance(np.zeros(3), np.diag(a), np.ones(3), np.diag(b))
+  expected = 3 + np.sum((np.sqrt(a) - np.sqrt(b)) ** 2)
+  assert fd == pytest.approx(expected, rel=1e-9)
+
+
+def test_fd_rejects_mismatched_shapes():
+  with pytest.raises(ValueError):
+    quality.frechet_distance(np.zeros(2), np.eye(2), np.zeros(3), np.eye(3))
+
+
+@pytest.mark.parametrize('k', [1, 2, 5, 10])
+def test_inception_score_of_even_one_hot_is_k(k):
+  probs = _one_hot(np.arange(100 * k) % k)
+  assert quality.inception_score(probs) == pytest.approx(k, rel=1e-6)
+  assert quality.label_entropy(probs) == pytest.approx(math.log(k), abs=1e-6)
+  assert quality.classes_covered(probs) == k
+  assert quality.mean_confidence(probs) == pytest.approx(1.0)
+
+
+def test_uniform_predictions():
+  probs = np.full((50, 10), 0.1)
+  assert quality.inception_score(probs) == pytest.approx(1.0)
+  assert quality.label_entropy(probs) == pytest.approx(math.log(10))
+  assert quality.mean_confidence(probs) == pytest.approx(0.1)
+
+
+def test_classes_covered_threshold():
+  labels = [0] * 50 + [1] * 30 + [2] * 19 + [3] * 1
+  probs = _one_hot(labels)
+  assert quality.classes_covered(probs) == 4  # Default 1%: one image of 100.
+  assert quality.classes_covered(probs, min_fraction=0.02) == 3
+  assert quality.classes_covered(probs, min_fraction=0.5) == 1
+
+
+def test_label_entropy_known_marginal():
+  probs = _one_hot([0, 0, 1, 2])  # Marginal (1/2, 1/4, 1/4).
+  expected = -(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25))
+  assert quality.label_entropy(probs) == pytest.approx(expected)
+
+
+class _FakeClassifier:
+  """Features = flattened pixels' first 4 values; probs from the mean pixel."""
+
+  def features_and_probs(self, images):
+    images = np.asarray(images)
+    feats = images.reshape(len(images), -1)[:, :4]
+    labels = (np.abs(images).mean(axis=(1, 2, 3)) * 10).astype(int) % 10
+    return feats, _one_hot(labels)
+
+
+def test_evaluate_keys_and_types():
+  rng = np.random.default_rng(0)
+  images = rng.uniform(-1, 1, size=(200, 28, 28, 1)).astype(np.float32)
+  feats, _ = _FakeClassifier().features_and_probs(images)
+  mu, sigma = quality.feature_stats(feats)
+  ref = quality.ReferenceStats(mu=mu, sigma=sigma, inception_score=1.0,
+                               label_entropy=0.0, classes_covered=1,
+                               mean_confidence=1.0, num_examples=200)
+  for reference in (ref, {'mu': mu, 'sigma': sigma}):
+    out = quality.evaluate(_FakeClassifier(), images, reference)
+    assert list(out) == ['fd', 'is', 'label_entropy', 'classes_covered',
+                         'mean_confidence']
+    assert all(type(out[k]) is float for k in
+               ('fd', 'is', 'label_entropy', 'mean_confidence'))
+    assert type(out['classes_covered']) is int
+    assert out['fd'] == pytest.approx(0, abs=1e-6)
