@@ -13,6 +13,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def write_bytes(path: str, data: bytes) -> None:
   """Writes `data` to `path` atomically (temporary file + rename)."""
@@ -20,6 +23,7 @@ def write_bytes(path: str, data: bytes) -> None:
   os.makedirs(folder, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp-', suffix=os.path.basename(path))
   try:
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual mode.
     with os.fdopen(fd, 'wb') as f:
       f.write(data)
       f.flush()
