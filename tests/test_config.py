@@ -1,0 +1,38 @@
+"""The rules every run configuration must obey."""
+
+import pytest
+
+from gan_jax import config
+
+
+def test_defaults_are_valid_and_match_the_issue():
+  c = config.Config()
+  config.validate(c)
+  assert (c.epochs, c.batch_size, c.noise_dim, c.save_interval, c.learning_rate, c.beta1) == \
+      (30, 128, 100, 5, 2e-4, 0.5)
+
+
+@pytest.mark.parametrize('field,value,words', [
+    ('epochs', 0, 'positive'), ('epochs', 2.5, 'whole number'), ('batch_size', -3, 'positive'),
+    ('noise_dim', 10**7, 'at most'), ('learning_rate', 0.0, '(0, 1]'),
+    ('learning_rate', float('inf'), '(0, 1]'), ('learning_rate', 'abc', 'number'),
+    ('beta1', 1.0, '[0, 1)'), ('dataset', 'cifar', 'mnist'), ('arch', 'vit', 'dcgan'),
+    ('dtype', 'float16', 'bfloat16'), ('seed', -1, '2**32'),
+])
+def test_bad_values_name_the_field_and_what_is_allowed(field, value, words):
+  with pytest.raises(ValueError) as e:
+    config.validate(config.Config().replace(**{field: value}))
+  assert f'--{field}' in str(e.value) and words in str(e.value)
+  assert config.check(field, value)
+
+
+def test_save_interval_cannot_exceed_epochs():
+  with pytest.raises(ValueError, match='--save_interval=6 is larger than --epochs=5'):
+    config.validate(config.Config(epochs=5, save_interval=6))
+  config.validate(config.Config(epochs=5, save_interval=5))
+
+
+def test_limit_must_be_positive_when_given():
+  with pytest.raises(ValueError, match='--limit'):
+    config.validate(config.Config(limit=0))
+  config.validate(config.Config(limit=10))
