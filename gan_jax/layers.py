@@ -26,8 +26,9 @@ gradients w.r.t. params and input; `python experiments/profile_layers.py`):
 
 Whole GAN train step (`python experiments/benchmark.py --arch=dcgan
 --batch_size=256 --steps=6`): 2554 ms/step (100 img/s) with flax's layers ->
-1476 ms/step (173 img/s) with these, 1195 ms/step (214 img/s) adding the XLA
-flag below; bfloat16 is no faster (XLA:CPU runs bf16 convolutions in f32).
+1467 ms/step (174 img/s) with these, 1149 ms/step (223 img/s) adding the XLA
+flag below; bfloat16 is no faster (1185 ms; XLA:CPU runs bf16 convolutions in
+f32).
 
 Also measured and rejected (kept as `impl='gather'` for reproducibility): the
 convolution as explicit patches + one matmul. Patch extraction moves 25x the
@@ -39,12 +40,15 @@ speed), so even with bf16 matmuls (2x the f32 rate, but only with
 stride-1 deconv1 took 2-3x longer than `lax.conv_general_dilated`, and a
 4-output-channel matmul (deconv3) ~20x longer.
 
-XLA flags (not set by this package; set XLA_FLAGS yourself):
-  --xla_cpu_experimental_ynn_fusion_type=  (empty list) turns off XLA:CPU's
-  default YNNPACK fusions (convolutions, dots and reductions), falling back
-  to Eigen: deconv1 f+g 257 -> 204 ms, deconv2 (sub-pixel) 122 -> 80 ms, whole
-  step 1476 -> 1195 ms f32, 1478 -> 1221 ms bf16; results equal to fp32
-  rounding (same losses to 1e-5 after 8 steps).
+XLA flags (not set by this package; export XLA_FLAGS before starting Python):
+  --xla_cpu_experimental_ynn_fusion_type=-individual_convolution
+  removes convolutions from XLA:CPU's default YNNPACK fusions, so they run on
+  Eigen: deconv1 f+g 260 -> 213 ms, deconv2 (sub-pixel) f+g 204 -> 84 ms,
+  whole DCGAN step 1467 -> 1149 ms (f32) and 1478 -> 1185 ms (bf16); the MLP
+  GAN (dots only) is unchanged (25 ms). Results agree to fp32 rounding (same
+  losses to 1e-5 after 8 steps). An empty list (`..._ynn_fusion_type=`, all
+  YNNPACK fusions off) does the same for convolutions but also moves dots
+  and reductions off YNNPACK (MLP step 26 -> 28 ms).
   `--xla_cpu_experimental_xnn_fusion_type=individual_convolution` and
   `--xla_cpu_experimental_onednn_fusion_type=dot,eltwise` left the
   convolutions as they were (no measurable change).
