@@ -12,9 +12,13 @@ from __future__ import annotations
 import os
 import sys
 
-from absl import app, flags, logging
+from gan_jax import xla_setup
 
-from gan_jax import config as config_lib
+xla_setup.use_fast_cpu_convolutions()  # Before jax is imported (by absl or below).
+
+from absl import app, flags, logging  # noqa: E402
+
+from gan_jax import config as config_lib  # noqa: E402
 
 _D = config_lib.Config()
 FLAGS = flags.FLAGS

@@ -13,7 +13,8 @@ where the FLOPs come from XLA's cost analysis of the compiled step.
 Usage:
   python experiments/benchmark.py --arch=dcgan --batch_size=256 --steps=20 \\
       [--dtype=float32|bfloat16]
-XLA flags can be tried by setting XLA_FLAGS in the environment.
+Like run.py it adds gan_jax.xla_setup.CPU_CONV_FLAG to XLA_FLAGS (--plain_xla: don't);
+other XLA flags can be tried by setting XLA_FLAGS in the environment.
 """
 
 from __future__ import annotations
@@ -24,11 +25,17 @@ import os
 import sys
 import time
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
+from gan_jax import xla_setup  # pylint: disable=g-import-not-at-top
+
+# The same XLA settings as run.py (unless --plain_xla), before jax is imported.
+if '--plain_xla' not in sys.argv:
+  xla_setup.use_fast_cpu_convolutions()
+
+import jax  # pylint: disable=g-import-not-at-top
+import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+import numpy as np  # pylint: disable=g-import-not-at-top
+
 from gan_jax import config as config_lib  # pylint: disable=g-import-not-at-top
 from gan_jax import models, train  # pylint: disable=g-import-not-at-top
 
@@ -40,6 +47,8 @@ def main() -> None:
   p.add_argument('--steps', type=int, default=20)
   p.add_argument('--warmup', type=int, default=2)
   p.add_argument('--dtype', choices=('float32', 'bfloat16'), default='float32')
+  p.add_argument('--plain_xla', action='store_true',
+                 help="don't add run.py's XLA:CPU convolution flag (gan_jax/xla_setup.py)")
   args = p.parse_args()
 
   config = config_lib.Config(arch=args.arch, batch_size=args.batch_size,
