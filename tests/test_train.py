@@ -98,3 +98,15 @@ def test_generate_pads_the_last_batch():
   out = train.generate(state, z, batch_size=4)
   assert out.shape == (7, 28, 28, 1)
   np.testing.assert_allclose(out[:4], train.generate(state, z[:4], batch_size=4), atol=1e-6)
+
+
+@pytest.mark.parametrize('arch', ['dcgan', 'mlp'])
+def test_train_step_equals_discriminator_then_generator_step(arch):
+  state, batch, rng = _state(arch), _batch(), jax.random.PRNGKey(5)
+  fused, m = jax.jit(train.train_step)(state, batch, rng)
+  two, d_m = jax.jit(train.discriminator_step)(_state(arch), batch, rng)
+  two, g_m = jax.jit(train.generator_step)(two, batch, rng)
+  for k, v in {**d_m, **g_m}.items():
+    np.testing.assert_allclose(m[k], v, rtol=1e-5, atol=1e-6)
+  for a, b in zip(jax.tree_util.tree_leaves(fused), jax.tree_util.tree_leaves(two)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)  # Float rounding only.
