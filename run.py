@@ -96,6 +96,8 @@ def _fail(message: str, code: int = 2) -> None:
 
 def main(argv: list[str]) -> None:
   logging.set_verbosity(logging.WARNING)  # Keep JAX's start-up chatter out of the way.
+  # Epoch lines must show up at once in `| tee log`, nohup files and notebooks too.
+  sys.stdout.reconfigure(line_buffering=True)
   if len(argv) > 1:
     _fail(f'unexpected arguments {argv[1:]}; every option is a --flag (see --help)')
   if FLAGS.mode not in config_lib.MODES:
