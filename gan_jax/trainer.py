@@ -6,7 +6,7 @@ loop, and every output a user expects.
 1. loads the data (before anything is written, so bad input creates nothing);
 2. resumes from ``WORKDIR/checkpoints`` when a compatible checkpoint exists
    (refusing a different configuration unless ``overwrite``);
-3. trains whole epochs on the device (`train.jit_train_chunk`), printing
+3. trains whole epochs on the device (`train.run_chunk`), printing
    ``Epoch 10/50 | D_loss: 0.53 | D_acc: 78.12% | G_loss: 1.24 | ...``;
 4. every ``save_interval`` epochs and at the end: a 5x5 grid of the fixed
    noise, a quality evaluation with the domain classifier, a checkpoint, and
@@ -310,7 +310,7 @@ def train_and_evaluate(config: Config, log: Log = print) -> dict[str, Any]:
                                 num_examples, steps, config.batch_size)
       sums = {k: 0.0 for k in train.METRIC_NAMES}
       for lo in range(0, steps, chunk):
-        state, m = train.jit_train_chunk(state, device_images, idx[lo:lo + chunk],
+        state, m = train.run_chunk(state, device_images, idx[lo:lo + chunk],
                                          keys['train'], data_sharding)
         for k, v in jax.device_get(m).items():
           sums[k] += float(v)

@@ -69,13 +69,14 @@ def test_epoch_batches_is_a_permutation_cut_into_full_batches():
   assert not np.array_equal(idx, other)
 
 
-def test_train_chunk_sums_metrics_and_does_not_depend_on_chunking():
+@pytest.mark.parametrize('scan', [True, False])
+def test_run_chunk_sums_metrics_and_does_not_depend_on_chunking(scan):
   images = _batch(64)
   idx = train.epoch_batches(jax.random.PRNGKey(0), 64, 4, 16)
   rng = jax.random.PRNGKey(7)
-  one, m_one = train.jit_train_chunk(_state('mlp'), images, idx, rng)
-  two, m_a = train.jit_train_chunk(_state('mlp'), images, idx[:2], rng)
-  two, m_b = train.jit_train_chunk(two, images, idx[2:], rng)
+  one, m_one = train.run_chunk(_state('mlp'), images, idx, rng, scan=scan)
+  two, m_a = train.run_chunk(_state('mlp'), images, idx[:2], rng, scan=scan)
+  two, m_b = train.run_chunk(two, images, idx[2:], rng, scan=scan)
   assert int(one.generator.step) == 4
   np.testing.assert_allclose(m_one['g_loss'], m_a['g_loss'] + m_b['g_loss'], rtol=1e-5)
   for a, b in zip(jax.tree_util.tree_leaves(one.generator.params),
@@ -83,11 +84,24 @@ def test_train_chunk_sums_metrics_and_does_not_depend_on_chunking():
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_scanned_and_looped_chunks_train_alike():
+  images = _batch(64)
+  idx = train.epoch_batches(jax.random.PRNGKey(0), 64, 4, 16)
+  rng = jax.random.PRNGKey(7)
+  scanned, m_s = train.run_chunk(_state('mlp'), images, idx, rng, scan=True)
+  looped, m_l = train.run_chunk(_state('mlp'), images, idx, rng, scan=False)
+  for k in m_s:
+    np.testing.assert_allclose(m_s[k], m_l[k], rtol=1e-4)
+  for a, b in zip(jax.tree_util.tree_leaves(scanned.generator.params),
+                  jax.tree_util.tree_leaves(looped.generator.params)):
+    np.testing.assert_allclose(a, b, rtol=0, atol=2e-4)
+
+
 def test_training_is_deterministic_given_the_seed():
   images = _batch(64)
   idx = train.epoch_batches(jax.random.PRNGKey(0), 64, 4, 16)
-  a, _ = train.jit_train_chunk(_state('mlp'), images, idx, jax.random.PRNGKey(7))
-  b, _ = train.jit_train_chunk(_state('mlp'), images, idx, jax.random.PRNGKey(7))
+  a, _ = train.run_chunk(_state('mlp'), images, idx, jax.random.PRNGKey(7))
+  b, _ = train.run_chunk(_state('mlp'), images, idx, jax.random.PRNGKey(7))
   for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
     np.testing.assert_array_equal(x, y)
 

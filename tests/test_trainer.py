@@ -102,7 +102,7 @@ def test_interrupted_and_resumed_run_ends_identical_to_uninterrupted_run(
   trainer.train_and_evaluate(full, log=_quiet)
 
   part = _config(tmp_path / 'part', data_dir, classifier_dir, epochs=4, save_interval=2)
-  real_chunk, calls = trainer.train.jit_train_chunk, []
+  real_chunk, calls = trainer.train.run_chunk, []
 
   def interrupted(*args, **kwargs):  # Ctrl-C in the middle of epoch 2 (10 chunks/epoch).
     calls.append(1)
@@ -110,7 +110,7 @@ def test_interrupted_and_resumed_run_ends_identical_to_uninterrupted_run(
       os.kill(os.getpid(), signal.SIGINT)
     return real_chunk(*args, **kwargs)
 
-  monkeypatch.setattr(trainer.train, 'jit_train_chunk', interrupted)
+  monkeypatch.setattr(trainer.train, 'run_chunk', interrupted)
   with pytest.raises(trainer.Interrupted, match='after epoch 2/4'):
     trainer.train_and_evaluate(part, log=_quiet)
   monkeypatch.undo()
@@ -162,13 +162,13 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
     tmp_path, data_dir, classifier_dir, monkeypatch):
   config = _config(tmp_path, data_dir, classifier_dir, epochs=1)
   trainer.train_and_evaluate(config, log=_quiet)
-  real_chunk = trainer.train.jit_train_chunk
+  real_chunk = trainer.train.run_chunk
 
   def poisoned(*args, **kwargs):  # A blow-up: NaN losses from epoch 2 on.
     state, metrics = real_chunk(*args, **kwargs)
     return state, {**metrics, 'g_loss': metrics['g_loss'] * float('nan')}
 
-  monkeypatch.setattr(trainer.train, 'jit_train_chunk', poisoned)
+  monkeypatch.setattr(trainer.train, 'run_chunk', poisoned)
   with pytest.raises(trainer.NonFiniteLossError, match='epoch 2: non-finite loss'):
     trainer.train_and_evaluate(config.replace(epochs=3), log=_quiet)
   assert os.listdir(os.path.join(config.workdir, 'checkpoints')) == ['1']
