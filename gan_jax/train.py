@@ -269,27 +269,26 @@ def epoch_batches(key: jax.Array, num_examples: int, steps: int, batch_size: int
   return perm[:steps * batch_size].reshape(steps, batch_size).astype(jnp.int32)
 
 
-@functools.partial(jax.jit, static_argnames=('batch_stats_present',))
-def _generate_eval(state: GANState, z: jax.Array, batch_stats_present: bool) -> jax.Array:
-  del batch_stats_present
-  g = state.generator
-  return g.apply_fn(_variables(g, g.params), z, train=False)
+@jax.jit
+def _generate_batch(state: GANState, z: jax.Array) -> jax.Array:
+  images, _ = _generate_train(state.generator, state.generator.params, z)
+  return images
 
 
 def generate(state: GANState, z: jax.Array, batch_size: int = 500) -> np.ndarray:
-  """Generated images for noise `z` (inference mode: BatchNorm running averages).
+  """Generated images for noise `z`, in batches of `batch_size`.
 
-  Runs in fixed-size batches (the last one padded) so one shape compiles.
+  BatchNorm normalises with the statistics of each generated batch (as in
+  training) rather than with the running averages; the running averages are
+  left unchanged. Measured on the DCGAN after one MNIST epoch (2000 samples,
+  domain classifier): FD 284 / IS 4.00 with batch statistics against FD 369 /
+  IS 3.03 with running averages, which lag behind a generator that changes
+  fast. The last batch is generated at its own size (no padding, which would
+  shift the batch statistics); the output is deterministic given `z`.
   """
   z = np.asarray(z, np.float32)
-  out = []
-  for start in range(0, len(z), batch_size):
-    chunk = z[start:start + batch_size]
-    pad = batch_size - len(chunk) if len(z) > batch_size else 0
-    if pad:
-      chunk = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:], np.float32)])
-    images = _generate_eval(state, jnp.asarray(chunk), bool(state.generator.batch_stats))
-    out.append(np.asarray(images)[:len(chunk) - pad])
+  out = [np.asarray(_generate_batch(state, jnp.asarray(z[start:start + batch_size])))
+         for start in range(0, len(z), batch_size)]
   return np.concatenate(out)
 
 
