@@ -77,7 +77,7 @@ def test_bad_values_are_reasked_with_reason():
   assert "Invalid epochs: must be a whole number, got 'ten'" in text
   assert 'Invalid epochs: must be a positive whole number (>= 1), got 0' in text
   assert "Invalid batch_size: must be a whole number, got '1.5'" in text
-  assert 'Invalid learning_rate: must be a positive finite number, got nan' in text
+  assert 'Invalid learning_rate: must be a number in (0, 1], e.g. 0.0002; got nan' in text
   assert 'Invalid save_interval: must be at most the number of epochs (10), got 11' in text
 
 
