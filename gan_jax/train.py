@@ -25,7 +25,6 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -316,5 +315,3 @@ def to_host(tree: Any) -> Any:
   """Device arrays -> NumPy (e.g. for metrics)."""
   return jax.tree_util.tree_map(np.asarray, jax.device_get(tree))
 
-
-del flax  # Imported for its side effect of registering struct types.

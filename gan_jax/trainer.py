@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import json
 import math
 import os
 import platform
@@ -271,7 +272,7 @@ def train_and_evaluate(config: Config, log: Log = print) -> dict[str, Any]:
         f'{checkpoints.checkpoint_dir(workdir)}')
     # Drop the log lines of epochs after the checkpoint: they are redone.
     files.write_text(os.path.join(workdir, 'metrics.jsonl'),
-                     ''.join(__import__('json').dumps(r) + '\n' for r in history))
+                     ''.join(json.dumps(r) + '\n' for r in history))
   files.write_json(os.path.join(workdir, 'run.json'), run_info(config))
 
   evaluator = _Evaluator(config, log)
