@@ -45,13 +45,9 @@ def write_json(path: str, obj: Any) -> None:
   write_text(path, json.dumps(obj, indent=2, sort_keys=False) + '\n')
 
 
-def append_jsonl(path: str, record: dict[str, Any]) -> None:
-  """Appends one JSON line; rewrites the whole file atomically so it is never torn."""
-  old = b''
-  if os.path.exists(path):
-    with open(path, 'rb') as f:
-      old = f.read()
-  write_bytes(path, old + (json.dumps(record) + '\n').encode('utf-8'))
+def write_jsonl(path: str, records: list[dict[str, Any]]) -> None:
+  """Writes one JSON object per line, atomically (the whole file each time)."""
+  write_text(path, ''.join(json.dumps(r) + '\n' for r in records))
 
 
 def read_jsonl(path: str) -> list[dict[str, Any]]:

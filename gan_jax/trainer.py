@@ -213,10 +213,10 @@ class _Evaluator:
 
 
 def _metrics_record(epoch: int, config: Config, means: dict[str, float],
-                    seconds: float) -> dict[str, Any]:
+                    seconds: float, rate: float) -> dict[str, Any]:
   return {'epoch': epoch, 'epochs': config.epochs,
           **{k: float(means[k]) for k in train.METRIC_NAMES},
-          'seconds': round(seconds, 3)}
+          'seconds': round(seconds, 3), 'images_per_s': round(rate, 1)}
 
 
 def train_and_evaluate(config: Config, log: Log = print) -> dict[str, Any]:
@@ -270,9 +270,15 @@ def train_and_evaluate(config: Config, log: Log = print) -> dict[str, Any]:
     history, start_epoch = list(meta['history']), int(meta['epoch'])
     log(f'Resuming from the checkpoint of epoch {start_epoch} in '
         f'{checkpoints.checkpoint_dir(workdir)}')
+    report_path = os.path.join(workdir, 'report.json')
+    if start_epoch >= config.epochs and os.path.exists(report_path):
+      # Nothing to do: keep the finished run's outputs (and their wall times) as they are.
+      log(f'This run is already complete ({start_epoch}/{config.epochs} epochs) in '
+          f'{workdir}; pass a larger --epochs to train on, or --overwrite to start over')
+      with open(report_path) as f:
+        return json.load(f)
     # Drop the log lines of epochs after the checkpoint: they are redone.
-    files.write_text(os.path.join(workdir, 'metrics.jsonl'),
-                     ''.join(json.dumps(r) + '\n' for r in history))
+    files.write_jsonl(os.path.join(workdir, 'metrics.jsonl'), history)
   files.write_json(os.path.join(workdir, 'run.json'), run_info(config))
 
   evaluator = _Evaluator(config, log)
@@ -287,10 +293,9 @@ def train_and_evaluate(config: Config, log: Log = print) -> dict[str, Any]:
   del data
   steps = num_examples // config.batch_size
   chunk = config.steps_per_chunk or max(1, math.ceil(steps / 10))
-  epochs_left = config.epochs - start_epoch
-  if epochs_left <= 0:
-    log(f'This run is already complete ({start_epoch}/{config.epochs} epochs) in '
-        f'{workdir}; pass a larger --epochs to train on, or --overwrite to start over')
+  # <= 0 only when a finished run lost its final outputs (killed while writing
+  # them): they are made again below.
+  epochs_left = max(0, config.epochs - start_epoch)
   show_bar = config.progress and sys.stdout.isatty()
   bar = tqdm(total=epochs_left * steps * config.batch_size, unit='img', unit_scale=True,
              disable=not show_bar, dynamic_ncols=True, leave=False)
@@ -312,7 +317,7 @@ def train_and_evaluate(config: Config, log: Log = print) -> dict[str, Any]:
       sums = {k: 0.0 for k in train.METRIC_NAMES}
       for lo in range(0, steps, chunk):
         state, m = train.run_chunk(state, device_images, idx[lo:lo + chunk],
-                                         keys['train'], data_sharding)
+                                   keys['train'], data_sharding)
         for k, v in jax.device_get(m).items():
           sums[k] += float(v)
         bar.update(min(chunk, steps - lo) * config.batch_size)
@@ -326,8 +331,7 @@ def train_and_evaluate(config: Config, log: Log = print) -> dict[str, Any]:
             f'{checkpoints.checkpoint_dir(workdir)}; try a lower --learning_rate')
       rate = steps * config.batch_size / seconds
       images_per_s.append(rate)
-      record = _metrics_record(epoch, config, means, seconds)
-      record['images_per_s'] = round(rate, 1)
+      record = _metrics_record(epoch, config, means, seconds, rate)
       eta = (config.epochs - epoch) * seconds
       extra = (f'{seconds:.1f}s', f'{rate:,.0f} img/s', f'ETA {format_duration(eta)}')
       write(format_epoch_line(epoch, config.epochs, means, extra))
@@ -345,7 +349,7 @@ def train_and_evaluate(config: Config, log: Log = print) -> dict[str, Any]:
         if tb:
           tb.image(epoch, 'samples', images.sample_grid(grid_images, 5, 5, scale=2))
       history.append(record)
-      files.append_jsonl(os.path.join(workdir, 'metrics.jsonl'), record)
+      files.write_jsonl(os.path.join(workdir, 'metrics.jsonl'), history)
       if tb:
         tb.scalars(epoch, record)
       if is_save_epoch(epoch, config) or interrupt['stop']:

@@ -24,7 +24,7 @@ def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
 
 def test_jsonl_round_trip_and_file_mode(tmp_path):
   path = str(tmp_path / 'metrics.jsonl')
-  files.append_jsonl(path, {'epoch': 1})
-  files.append_jsonl(path, {'epoch': 2})
+  files.write_jsonl(path, [{'epoch': 1}])
+  files.write_jsonl(path, [{'epoch': 1}, {'epoch': 2}])
   assert files.read_jsonl(path) == [{'epoch': 1}, {'epoch': 2}]
   assert os.stat(path).st_mode & 0o044  # Readable by others, unlike mkstemp's 0600.

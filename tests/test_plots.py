@@ -45,8 +45,7 @@ def _no_temp_files(root: str) -> None:
 
 def _make_workdir(tmp_path, epochs: int = 12) -> str:
   workdir = str(tmp_path / 'run')
-  for r in _records(epochs):
-    files.append_jsonl(os.path.join(workdir, 'metrics.jsonl'), r)
+  files.write_jsonl(os.path.join(workdir, 'metrics.jsonl'), _records(epochs))
   # Written out of order on purpose; epoch_100 must sort after epoch_10.
   for epoch in (10, 100, 5):
     files.save_png(os.path.join(workdir, 'generated_samples', f'epoch_{epoch:02d}.png'),
@@ -71,7 +70,7 @@ def test_write_all_plots(tmp_path):
 
 def test_write_all_plots_without_counts_or_grids(tmp_path):
   workdir = str(tmp_path)
-  files.append_jsonl(os.path.join(workdir, 'metrics.jsonl'), _records(1)[0])
+  files.write_jsonl(os.path.join(workdir, 'metrics.jsonl'), _records(1))
   written = plots.write_all_plots(workdir)
   assert [os.path.relpath(p, workdir) for p in written] == [
       os.path.join('plots', 'losses.png'), os.path.join('plots', 'quality.png')]

@@ -124,11 +124,16 @@ def test_interrupted_and_resumed_run_ends_identical_to_uninterrupted_run(
 
 def test_finished_run_is_not_trained_again(tmp_path, data_dir, classifier_dir):
   config = _config(tmp_path, data_dir, classifier_dir, epochs=1)
-  trainer.train_and_evaluate(config, log=_quiet)
+  first = trainer.train_and_evaluate(config, log=_quiet)
+  kept = {name: (tmp_path / 'run' / name).read_bytes() for name in ('report.json', 'run.json')}
   lines = []
-  trainer.train_and_evaluate(config, log=lines.append)
+  again = trainer.train_and_evaluate(config, log=lines.append)
   assert any('already complete' in l for l in lines)
   assert not any(l.startswith('Epoch') for l in lines)
+  # The finished run's report (its wall time included) and run.json stay as they were.
+  assert again == first
+  for name, content in kept.items():
+    assert (tmp_path / 'run' / name).read_bytes() == content, name
 
 
 def test_different_config_in_same_workdir_is_refused_unless_overwrite(
