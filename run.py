@@ -30,6 +30,11 @@ flags.DEFINE_integer('batch_size', _D.batch_size,
 flags.DEFINE_integer('noise_dim', _D.noise_dim, 'Size of the generator input noise.')
 flags.DEFINE_float('learning_rate', _D.learning_rate, 'Adam learning rate of both networks.')
 flags.DEFINE_float('beta1', _D.beta1, 'Adam beta1 of both networks, in [0, 1).')
+flags.DEFINE_float('label_smoothing', _D.label_smoothing, 'One-sided label smoothing: the '
+                   "discriminator's target for real images is 1 minus this, in [0, 0.5).")
+flags.DEFINE_float('ema_decay', _D.ema_decay, 'Decay of the moving average of the generator '
+                   'weights that samples and evaluations use, in [0, 1); 0: sample with '
+                   'the raw weights.')
 flags.DEFINE_integer('save_interval', _D.save_interval,
                      'Every N epochs: sample grid, quality evaluation, checkpoint, plots '
                      '(and always at the last epoch). At most --epochs.')
@@ -78,7 +83,8 @@ def _config_from_flags() -> config_lib.Config:
   return config_lib.Config(
       dataset=FLAGS.dataset, arch=FLAGS.arch, epochs=FLAGS.epochs,
       batch_size=FLAGS.batch_size, noise_dim=FLAGS.noise_dim,
-      learning_rate=FLAGS.learning_rate, beta1=FLAGS.beta1,
+      learning_rate=FLAGS.learning_rate, beta1=FLAGS.beta1, ema_decay=FLAGS.ema_decay,
+      label_smoothing=FLAGS.label_smoothing,
       save_interval=FLAGS.save_interval, seed=FLAGS.seed, dtype=dtype,
       workdir=FLAGS.workdir, data_dir=FLAGS.data_dir, limit=FLAGS.limit,
       eval_samples=FLAGS.eval_samples, classifier_dir=FLAGS.classifier_dir,

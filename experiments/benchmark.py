@@ -42,7 +42,7 @@ from gan_jax import models, train  # pylint: disable=g-import-not-at-top
 
 def main() -> None:
   p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  p.add_argument('--arch', choices=('dcgan', 'mlp'), default='dcgan')
+  p.add_argument('--arch', choices=config_lib.ARCHS, default='dcgan')
   p.add_argument('--batch_size', type=int, default=256)
   p.add_argument('--steps', type=int, default=20)
   p.add_argument('--warmup', type=int, default=2)

@@ -27,6 +27,8 @@ class Config:
   noise_dim: int = 100
   learning_rate: float = 2e-4
   beta1: float = 0.5
+  ema_decay: float = 0.999          # Generator weight EMA for samples; 0 = off.
+  label_smoothing: float = 0.0      # D's target for real images is 1 - this.
   save_interval: int = 5
   seed: int = 0
   dtype: str = 'float32'
@@ -85,6 +87,14 @@ def _beta(value: Any) -> str | None:
   return None
 
 
+def _label_smoothing(value: Any) -> str | None:
+  if isinstance(value, bool) or not isinstance(value, (int, float)):
+    return f'must be a number, got {value!r}'
+  if not 0 <= value < 0.5:
+    return f'must be in [0, 0.5), e.g. 0.1; got {value}'
+  return None
+
+
 def _choice(options: tuple[str, ...]) -> Callable[[Any], str | None]:
   def check(value: Any) -> str | None:
     if value not in options:
@@ -104,6 +114,8 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     'noise_dim': _int_at_most(4096),
     'learning_rate': _learning_rate,
     'beta1': _beta,
+    'ema_decay': _beta,
+    'label_smoothing': _label_smoothing,
     'save_interval': _int_at_most(10**9),
     'seed': _non_negative_int,
     'dtype': _choice(DTYPES),

@@ -49,10 +49,23 @@ class TrainState(train_state.TrainState):
 
 @struct.dataclass
 class GANState:
-  """Both networks' states. `noise_dim` is static (part of the compiled shape)."""
+  """Both networks' states, and an exponential moving average of the generator.
+
+  `generator_ema` holds the EMA of the generator's parameters; samples and
+  evaluations use it when `ema_decay` > 0. `noise_dim` and `ema_decay` are
+  static (part of the compiled step).
+  """
   generator: TrainState
   discriminator: TrainState
+  generator_ema: Any
   noise_dim: int = struct.field(pytree_node=False, default=100)
+  ema_decay: float = struct.field(pytree_node=False, default=0.0)
+  label_smoothing: float = struct.field(pytree_node=False, default=0.0)
+
+  @property
+  def sampling_params(self) -> Any:
+    """The generator parameters to sample with: the EMA if one is kept."""
+    return self.generator_ema if self.ema_decay > 0 else self.generator.params
 
 
 def create_state(config: Config, rng: jax.Array) -> GANState:
@@ -73,9 +86,27 @@ def create_state(config: Config, rng: jax.Array) -> GANState:
         batch_stats=variables.get('batch_stats', {}),
         tx=optax.adam(config.learning_rate, b1=config.beta1))
 
-  return GANState(generator=make(generator, g_vars),
+  g_state = make(generator, g_vars)
+  return GANState(generator=g_state,
                   discriminator=make(discriminator, d_vars),
-                  noise_dim=config.noise_dim)
+                  generator_ema=jax.tree_util.tree_map(jnp.copy, g_state.params),
+                  noise_dim=config.noise_dim, ema_decay=config.ema_decay,
+                  label_smoothing=config.label_smoothing)
+
+
+def _with_generator(state: GANState, g: TrainState) -> GANState:
+  """Puts the updated generator in `state` and moves its EMA towards it.
+
+  The decay ramps up as min(ema_decay, (1 + t) / (10 + t)) with t the
+  generator's step (as tf.train.ExponentialMovingAverage with num_updates), so
+  early evaluations are not dominated by the random initial weights.
+  """
+  if state.ema_decay <= 0:
+    return state.replace(generator=g)
+  t = g.step.astype(jnp.float32)
+  decay = jnp.minimum(state.ema_decay, (1.0 + t) / (10.0 + t))
+  ema = optax.incremental_update(g.params, state.generator_ema, step_size=1.0 - decay)
+  return state.replace(generator=g, generator_ema=ema)
 
 
 def _variables(state: TrainState, params: Any) -> dict[str, Any]:
@@ -112,7 +143,9 @@ def _discriminator_update(state: GANState, batch: jax.Array, fake: jax.Array,
     logits = d.apply_fn({'params': params}, images, train=True,
                         rngs={'dropout': jax.random.fold_in(rng, 1)})
     real, fake_logits = logits[:n], logits[n:]
-    return _bce(real, 1.0) + _bce(fake_logits, 0.0), (real, fake_logits)
+    # One-sided label smoothing: real images -> 1 - label_smoothing.
+    real_target = 1.0 - state.label_smoothing
+    return _bce(real, real_target) + _bce(fake_logits, 0.0), (real, fake_logits)
 
   (loss, (real, fake_logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(d.params)
   accuracy = 0.5 * (jnp.mean(real > 0) + jnp.mean(fake_logits < 0))
@@ -165,7 +198,7 @@ def generator_step(state: GANState, batch: jax.Array, rng: jax.Array
 
   (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(g.params)
   g = g.apply_gradients(grads=grads).replace(batch_stats=batch_stats)
-  return state.replace(generator=g), {'g_loss': loss}
+  return _with_generator(state, g), {'g_loss': loss}
 
 
 def train_step(state: GANState, batch: jax.Array, rng: jax.Array
@@ -188,7 +221,7 @@ def train_step(state: GANState, batch: jax.Array, rng: jax.Array
       state.discriminator, fake, rng)
   (grads,) = pull_back(d_fake)
   g = g.apply_gradients(grads=grads).replace(batch_stats=batch_stats)
-  return state.replace(generator=g), {**d_metrics, 'g_loss': g_loss}
+  return _with_generator(state, g), {**d_metrics, 'g_loss': g_loss}
 
 
 def train_batch(state: GANState, images: jax.Array, idx: jax.Array, rng: jax.Array,
@@ -270,7 +303,7 @@ def epoch_batches(key: jax.Array, num_examples: int, steps: int, batch_size: int
 
 @jax.jit
 def _generate_batch(state: GANState, z: jax.Array) -> jax.Array:
-  images, _ = _generate_train(state.generator, state.generator.params, z)
+  images, _ = _generate_train(state.generator, state.sampling_params, z)
   return images
 
 

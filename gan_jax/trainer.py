@@ -46,7 +46,7 @@ Log = Callable[[str], None]
 
 # Fields that must match to resume a run (epochs and save_interval may change).
 RESUME_FIELDS = ('dataset', 'arch', 'noise_dim', 'batch_size', 'learning_rate',
-                 'beta1', 'seed', 'dtype', 'limit')
+                 'beta1', 'ema_decay', 'label_smoothing', 'seed', 'dtype', 'limit')
 # What a run writes into its workdir; --overwrite removes exactly these.
 OUTPUTS = ('checkpoints', 'generated_samples', 'final_generated_images', 'plots',
            'tensorboard', 'metrics.jsonl', 'report.json', 'run.json')

@@ -16,7 +16,8 @@ def test_defaults_are_valid_and_match_the_issue():
     ('epochs', 0, 'positive'), ('epochs', 2.5, 'whole number'), ('batch_size', -3, 'positive'),
     ('noise_dim', 10**7, 'at most'), ('learning_rate', 0.0, '(0, 1]'),
     ('learning_rate', float('inf'), '(0, 1]'), ('learning_rate', 'abc', 'number'),
-    ('beta1', 1.0, '[0, 1)'), ('dataset', 'cifar', 'mnist'), ('arch', 'vit', 'dcgan'),
+    ('beta1', 1.0, '[0, 1)'), ('ema_decay', 1.0, '[0, 1)'), ('ema_decay', 'x', 'number'),
+    ('label_smoothing', 0.5, '[0, 0.5)'), ('label_smoothing', -0.1, '[0, 0.5)'), ('dataset', 'cifar', 'mnist'), ('arch', 'vit', 'dcgan'),
     ('dtype', 'float16', 'bfloat16'), ('seed', -1, '2**32'),
 ])
 def test_bad_values_name_the_field_and_what_is_allowed(field, value, words):

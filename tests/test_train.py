@@ -127,3 +127,49 @@ def test_generate_uses_batch_statistics_and_leaves_running_averages():
   for a, b in zip(jax.tree_util.tree_leaves(before),
                   jax.tree_util.tree_leaves(state.generator.batch_stats)):
     np.testing.assert_array_equal(a, b)
+
+
+def test_generator_ema_follows_the_parameters_with_a_warm_up():
+  state = _state('mlp', ema_decay=0.999)
+  init = jax.device_get(state.generator.params)
+  new, _ = jax.jit(train.train_step)(state, _batch(), jax.random.PRNGKey(1))
+  # Step 1: decay min(0.999, 2/11), so the EMA is 2/11 * init + 9/11 * new params.
+  for e, p, i in zip(jax.tree_util.tree_leaves(new.generator_ema),
+                     jax.tree_util.tree_leaves(new.generator.params),
+                     jax.tree_util.tree_leaves(init)):
+    np.testing.assert_allclose(e, 2 / 11 * i + 9 / 11 * p, rtol=1e-5, atol=1e-7)
+  # generator_step moves the EMA the same way.
+  after_g, _ = jax.jit(train.generator_step)(state, _batch(), jax.random.PRNGKey(1))
+  assert _changed(init, after_g.generator_ema)
+
+
+def test_samples_use_the_ema_unless_it_is_off():
+  z = jax.random.normal(jax.random.PRNGKey(0), (8, 100))
+  images = _batch(64)
+  idx = train.epoch_batches(jax.random.PRNGKey(0), 64, 4, 16)
+  with_ema, _ = train.run_chunk(_state('mlp', ema_decay=0.9), images, idx, jax.random.PRNGKey(7))
+  without, _ = train.run_chunk(_state('mlp', ema_decay=0.0), images, idx, jax.random.PRNGKey(7))
+  # The same training either way; only what generate() samples with differs.
+  for a, b in zip(jax.tree_util.tree_leaves(with_ema.generator.params),
+                  jax.tree_util.tree_leaves(without.generator.params)):
+    np.testing.assert_array_equal(a, b)
+  raw = without.replace(ema_decay=0.0)
+  np.testing.assert_allclose(train.generate(without, z), train.generate(with_ema.replace(
+      generator_ema=with_ema.generator.params), z), atol=1e-6)
+  assert not np.allclose(train.generate(with_ema, z), train.generate(raw, z), atol=1e-4)
+
+
+def test_label_smoothing_lowers_the_target_for_real_images():
+  # With label_smoothing s the real-image loss is BCE against 1 - s, so on the
+  # same batch and weights the loss differs by exactly s * mean(real logits)
+  # (BCE(x, t) = softplus(x) - t * x).
+  rng = jax.random.PRNGKey(1)
+  images = _batch()
+  plain, m0 = jax.jit(train.discriminator_step)(_state('mlp'), images, rng)
+  smooth, m1 = jax.jit(train.discriminator_step)(_state('mlp', label_smoothing=0.1), images, rng)
+  d = _state('mlp').discriminator
+  real_logits = d.apply_fn({'params': d.params}, images, train=True,
+                           rngs={'dropout': jax.random.fold_in(rng, 1)})
+  np.testing.assert_allclose(m1['d_loss'] - m0['d_loss'], 0.1 * real_logits.mean(),
+                             rtol=1e-4, atol=1e-6)
+  assert _changed(plain.discriminator.params, smooth.discriminator.params)
