@@ -13,9 +13,7 @@ PEER_PY=${PEER_PY:-/tmp/peers/bin/python}
 for arch in mlp dcgan; do
   steps=$([ "$arch" = mlp ] && echo 200 || echo 20)
   .venv/bin/python experiments/benchmark.py --arch=$arch --batch_size=256 --steps=$steps | tail -1
-  if [ "$arch" = dcgan ]; then
-    .venv/bin/python experiments/benchmark.py --arch=$arch --batch_size=256 --steps=$steps --dtype=bfloat16 | tail -1
-  fi
+  .venv/bin/python experiments/benchmark.py --arch=$arch --batch_size=256 --steps=$steps --dtype=bfloat16 | tail -1
   "$PEER_PY" $PEERS/peer_keras.py --arch=$arch --batch_size=256 --steps=$steps 2>/dev/null | tail -1
   "$PEER_PY" $PEERS/peer_torch.py --arch=$arch --batch_size=256 --steps=$steps 2>/dev/null | tail -1
 done

@@ -21,14 +21,14 @@ MODES = ('train', 'sample')
 class Config:
   """Everything a run needs. Defaults are the CLI defaults."""
   dataset: str = 'mnist'
-  arch: str = 'dcgan'
+  arch: str = 'mlp'
   epochs: int = 30
-  batch_size: int = 128
+  batch_size: int = 32
   noise_dim: int = 100
-  learning_rate: float = 2e-4
+  learning_rate: float = 4e-4
   beta1: float = 0.5
   ema_decay: float = 0.999          # Generator weight EMA for samples; 0 = off.
-  label_smoothing: float = 0.0      # D's target for real images is 1 - this.
+  label_smoothing: float = 0.1      # D's target for real images is 1 - this.
   save_interval: int = 5
   seed: int = 0
   dtype: str = 'float32'

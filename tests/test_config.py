@@ -8,8 +8,10 @@ from gan_jax import config
 def test_defaults_are_valid_and_match_the_issue():
   c = config.Config()
   config.validate(c)
-  assert (c.epochs, c.batch_size, c.noise_dim, c.save_interval, c.learning_rate, c.beta1) == \
-      (30, 128, 100, 5, 2e-4, 0.5)
+  assert (c.epochs, c.noise_dim, c.save_interval, c.beta1) == (30, 100, 5, 0.5)
+  # The quality defaults chosen in the README's "Sample quality" section (issue #3).
+  assert (c.arch, c.batch_size, c.learning_rate, c.ema_decay, c.label_smoothing) == \
+      ('mlp', 32, 4e-4, 0.999, 0.1)
 
 
 @pytest.mark.parametrize('field,value,words', [

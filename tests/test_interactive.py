@@ -31,12 +31,12 @@ class Script:
 
 def test_empty_answers_take_defaults():
   script = Script('', '', '', '', '', '')
-  assert script.ask() == {'dataset': 'mnist', 'epochs': 30, 'batch_size': 128,
-                          'noise_dim': 100, 'learning_rate': 2e-4,
+  assert script.ask() == {'dataset': 'mnist', 'epochs': 30, 'batch_size': 32,
+                          'noise_dim': 100, 'learning_rate': 4e-4,
                           'save_interval': 5}
   assert len(script.prompts) == 6
   # Each prompt shows its default.
-  for prompt, default in zip(script.prompts, ('mnist', 30, 128, 100, 0.0002, 5)):
+  for prompt, default in zip(script.prompts, ('mnist', 30, 32, 100, 0.0004, 5)):
     assert f'[{default}]' in prompt
   assert script.answers == []
 

@@ -73,7 +73,7 @@ def test_help_lists_every_flag_with_its_default(tmp_path):
                'save_interval', 'arch', 'seed', 'workdir', 'data_dir', 'beta1', 'dtype',
                'ema_decay', 'label_smoothing', 'mode', 'num_samples', 'sample_dir', 'interactive', 'overwrite'):
     assert f'--{flag}' in text or f'--[no]{flag}' in text, flag
-  assert "(default: '30')" in text and "(default: '0.0002')" in text
+  assert "(default: '30')" in text and "(default: '0.0004')" in text
 
 
 def test_missing_data_dir_is_reported(tmp_path):
