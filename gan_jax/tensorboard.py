@@ -70,7 +70,11 @@ class TensorBoardWriter:
     self._writer.add_image(tag, image, global_step=int(step), dataformats=formats)
 
   def flush(self) -> None:
-    """Writes pending events to disk now."""
+    """Flushes the event file.
+
+    tensorboardX writes events from a background thread, so events logged
+    just before may still be queued; `close()` writes all of them.
+    """
     self._writer.flush()
 
   def close(self) -> None:

@@ -34,9 +34,13 @@ _SAME_STEP = textwrap.dedent('''
       leaf = jax.tree_util.tree_leaves(multi.generator.params)[0]
       assert len(leaf.sharding.device_set) == 8, leaf.sharding
       # Summation order differs across devices; Adam's first steps (g/sqrt(g^2))
-      # can turn that rounding into up to ~lr for near-zero gradients.
-      for a, b in zip(jax.tree_util.tree_leaves(single), jax.tree_util.tree_leaves(multi)):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=2e-4)
+      # can turn that rounding into up to 2 * lr for near-zero gradients. So:
+      # all but a few values (~1e-4 measured) equal to rounding, none further off.
+      a = np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(single)])
+      b = np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(multi)])
+      off = ~np.isclose(a, b, rtol=1e-3, atol=1e-5)
+      assert off.mean() < 1e-3, (arch, off.sum(), a.size)
+      np.testing.assert_allclose(a, b, rtol=0, atol=2.5 * config.learning_rate)
       for k in m1:
         np.testing.assert_allclose(m1[k], m8[k], rtol=1e-4)
       print(arch, 'same')

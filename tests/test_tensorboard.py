@@ -46,14 +46,12 @@ def test_scalars_and_image_round_trip(tmp_path):
     writer.scalars(1, {'d_loss': 0.5, 'g_loss': 2.0, 'epoch': 1, 'note': 'x',
                        'fd': None, 'flag': True})
     writer.flush()
-    (path,) = _event_files(logdir)
-    size_1 = os.path.getsize(path)
-    assert size_1 > 0
+    assert len(_event_files(logdir)) == 1
     writer.scalars(2, {'d_loss': 0.25, 'is': np.float32(7.5)})
     writer.image(2, 'samples', np.arange(64, dtype=np.uint8).reshape(8, 8))
     writer.image(3, 'samples', np.zeros((8, 8, 1), np.uint8))
-    writer.flush()
-    assert os.path.getsize(path) > size_1  # The file grows as events arrive.
+  # Leaving the block closes the writer, which writes every queued event
+  # (tensorboardX writes from a background thread, so flush() alone may lag).
   writer.close()  # A second close is harmless.
 
   scalars = {}

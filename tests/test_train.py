@@ -165,7 +165,7 @@ def test_label_smoothing_lowers_the_target_for_real_images():
   # (BCE(x, t) = softplus(x) - t * x).
   rng = jax.random.PRNGKey(1)
   images = _batch()
-  plain, m0 = jax.jit(train.discriminator_step)(_state('mlp'), images, rng)
+  plain, m0 = jax.jit(train.discriminator_step)(_state('mlp', label_smoothing=0.0), images, rng)
   smooth, m1 = jax.jit(train.discriminator_step)(_state('mlp', label_smoothing=0.1), images, rng)
   d = _state('mlp').discriminator
   real_logits = d.apply_fn({'params': d.params}, images, train=True,
