@@ -79,20 +79,18 @@ def _learning_rate(value: Any) -> str | None:
   return None
 
 
-def _beta(value: Any) -> str | None:
-  if isinstance(value, bool) or not isinstance(value, (int, float)):
-    return f'must be a number, got {value!r}'
-  if not 0 <= value < 1:
-    return f'must be in [0, 1), got {value}'
-  return None
+def _in_zero_to(upper: float, example: str | None = None
+                ) -> Callable[[Any], str | None]:
+  """A rule for a number in [0, upper)."""
+  hint = f', e.g. {example};' if example else ','
 
-
-def _label_smoothing(value: Any) -> str | None:
-  if isinstance(value, bool) or not isinstance(value, (int, float)):
-    return f'must be a number, got {value!r}'
-  if not 0 <= value < 0.5:
-    return f'must be in [0, 0.5), e.g. 0.1; got {value}'
-  return None
+  def check(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+      return f'must be a number, got {value!r}'
+    if not 0 <= value < upper:
+      return f'must be in [0, {upper}){hint} got {value}'
+    return None
+  return check
 
 
 def _choice(options: tuple[str, ...]) -> Callable[[Any], str | None]:
@@ -113,9 +111,9 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     'batch_size': _int_at_most(65536),
     'noise_dim': _int_at_most(4096),
     'learning_rate': _learning_rate,
-    'beta1': _beta,
-    'ema_decay': _beta,
-    'label_smoothing': _label_smoothing,
+    'beta1': _in_zero_to(1),
+    'ema_decay': _in_zero_to(1),
+    'label_smoothing': _in_zero_to(0.5, example='0.1'),
     'save_interval': _int_at_most(10**9),
     'seed': _non_negative_int,
     'dtype': _choice(DTYPES),
