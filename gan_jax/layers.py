@@ -40,7 +40,8 @@ speed), so even with bf16 matmuls (2x the f32 rate, but only with
 stride-1 deconv1 took 2-3x longer than `lax.conv_general_dilated`, and a
 4-output-channel matmul (deconv3) ~20x longer.
 
-XLA flags (not set by this package; export XLA_FLAGS before starting Python):
+XLA flags (never set on import; run.py and experiments/benchmark.py add the
+first one through gan_jax/xla_setup.py; elsewhere export XLA_FLAGS before starting Python):
   --xla_cpu_experimental_ynn_fusion_type=-individual_convolution
   removes convolutions from XLA:CPU's default YNNPACK fusions, so they run on
   Eigen: deconv1 f+g 260 -> 213 ms, deconv2 (sub-pixel) f+g 204 -> 84 ms,

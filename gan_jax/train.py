@@ -15,8 +15,9 @@ the permutation is drawn on the device, and on GPU/TPU `train_chunk` runs a
 `lax.scan` over many steps with the state donated, so Python touches the loop
 once per chunk. On XLA:CPU a scanned step is many times slower than the same
 step jitted alone (see `run_chunk`), so there the chunk is a Python loop of
-jitted steps, still with the data, shuffling and metrics on the device. With several devices the batch is sharded over a ``'data'`` mesh axis
-and the state is replicated (`jax.sharding`); XLA inserts the gradient
+jitted steps, still with the data, shuffling and metrics on the device. With
+several devices the batch is sharded over a ``'data'`` mesh axis and the
+state is replicated (`jax.sharding`); XLA inserts the gradient
 all-reduce.
 """
 
@@ -52,8 +53,8 @@ class GANState:
   """Both networks' states, and an exponential moving average of the generator.
 
   `generator_ema` holds the EMA of the generator's parameters; samples and
-  evaluations use it when `ema_decay` > 0. `noise_dim` and `ema_decay` are
-  static (part of the compiled step).
+  evaluations use it when `ema_decay` > 0. `noise_dim`, `ema_decay` and
+  `label_smoothing` are static (part of the compiled step).
   """
   generator: TrainState
   discriminator: TrainState
