@@ -2,8 +2,9 @@
 
 A checkpoint (``WORKDIR/checkpoints/<epoch>/``) holds two items:
 
-* ``state``: the arrays (both TrainStates: parameters, batch statistics and
-  optimizer state; the rng key; the fixed grid noise), saved with
+* ``state``: the arrays (`trainer.checkpoint_tree`: both TrainStates with
+  parameters, batch statistics and optimizer state, the generator EMA, and
+  the fixed grid noise), saved with
   ``StandardSave`` and restored against an abstract target of the same tree;
 * ``meta``: JSON (the epoch, the configuration that must match to resume, and
   the metrics history).
@@ -20,8 +21,10 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from gan_jax import errors
 
-class CheckpointError(RuntimeError):
+
+class CheckpointError(errors.GanJaxError):
   """A checkpoint is missing, corrupt or does not fit the run."""
 
 

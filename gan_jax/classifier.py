@@ -1,34 +1,16 @@
-"""A small CNN classifier per dataset, used to measure generated samples.
+"""The domain classifier: a small Flax CNN per dataset, its training, and inference.
 
 As in TF-GAN's MNIST example, sample quality is judged by a classifier trained
 on the real data: its penultimate-layer features feed the Fréchet distance and
-its class probabilities the classifier Inception Score (see `gan_jax.quality`),
-and it labels the final images (see `gan_jax.labels`).
-
-The classifier is trained once per dataset and kept in a `classifier_dir`
-(default `default_classifier_dir(dataset)`)::
-
-  classifier_dir/
-    params/            Orbax StandardCheckpointer checkpoint of the weights
-    classifier.json    dataset, TFDS version, model/schema version, test
-                       accuracy, training config, SHA-256 of the weights.
-                       Written last: it marks the checkpoint as complete.
-    reference.npz      feature mean/covariance of the real test set (for FD)
-    reference.json     real-test-set IS, label entropy, coverage, confidence
-
-Later runs only load it; anything inconsistent raises
-`ClassifierCheckpointError` rather than silently retraining or scoring with the
-wrong network.
+its class probabilities the classifier Inception Score (`gan_jax.quality`),
+and it labels the final images (`gan_jax.labels`). Trained classifiers are
+kept, shipped and loaded by `gan_jax.classifier_store`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
-import json
-import os
-import shutil
 import sys
 import time
 from typing import Any, Callable
@@ -39,35 +21,21 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gan_jax import files, input_pipeline, quality
+from gan_jax import datasets, input_pipeline
 
-# Bump SCHEMA_VERSION when the files in classifier_dir change layout, and
-# MODEL_VERSION when the network, preprocessing or default training change:
-# either makes old checkpoints raise ClassifierCheckpointError.
-SCHEMA_VERSION = 1
+# Bump when the network, preprocessing or default training change: stored
+# classifiers of another version are refused (classifier_store).
 MODEL_VERSION = 'cnn16-32-d128-v1'
-
-META_FILE = 'classifier.json'
-PARAMS_DIR = 'params'
-REFERENCE_NPZ = 'reference.npz'
-REFERENCE_JSON = 'reference.json'
 
 NUM_CLASSES = 10
 EVAL_BATCH_SIZE = 500  # Inference batch: every call pads to it, one compile.
-# Real training images behind ReferenceStats.fd_train_vs_test. 5000 matches the
-# usual evaluation sample count, so it is the FD floor a perfect generator gets.
-REFERENCE_TRAIN_SAMPLES = 5000
 
 Log = Callable[[str], None]
 
 
-class ClassifierCheckpointError(RuntimeError):
-  """A classifier checkpoint exists but is corrupt, incomplete or mismatched."""
-
-
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-  """How the classifier is trained (stored in classifier.json).
+  """How the classifier is trained (recorded in classifier.json).
 
   Attributes:
     epochs: passes over the training split.
@@ -87,10 +55,7 @@ class TrainConfig:
   test_limit: int | None = None
 
 
-# Measured on a busy 2-core CPU (~15-25 s per epoch): MNIST 99.10% test
-# accuracy in 150 s, Fashion-MNIST 91.69% in 220 s. Fewer epochs fall short
-# (MNIST 4 epochs: 98.93%; Fashion 8 epochs: 91.36%); wider 32/64 convs cost
-# ~3x per epoch here.
+# The settings of the shipped classifiers (figures in the README).
 DEFAULT_TRAIN_CONFIGS = {
     'mnist': TrainConfig(epochs=6),
     'fashion_mnist': TrainConfig(epochs=10),
@@ -120,24 +85,18 @@ class CNN(nn.Module):
 
 
 def _max_pool_2x2(x: jax.Array) -> jax.Array:
-  """2x2 max pooling by reshape + max.
-
-  Same result as nn.max_pool(x, (2, 2), (2, 2)) for even sizes, but its
-  gradient avoids XLA:CPU's slow select-and-scatter: ~3x faster training here.
-  """
+  """2x2 max pooling by reshape + max: nn.max_pool's result for even sizes,
+  with a gradient that avoids XLA:CPU's slow select-and-scatter."""
   n, h, w, c = x.shape
   return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
 
 
-def default_classifier_dir(dataset: str) -> str:
-  """`$XDG_CACHE_HOME/gan_jax/classifiers/<tfds name>` (default ~/.cache/...)."""
-  cache = os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache')
-  return os.path.join(cache, 'gan_jax', 'classifiers',
-                      input_pipeline.canonical_name(dataset))
+def init_params(key: jax.Array) -> Any:
+  return CNN().init(key, jnp.zeros((1,) + datasets.IMAGE_SHAPE))
 
 
-def _params_digest(params: Any) -> str:
-  """SHA-256 over every weight (path, shape, dtype, bytes): detects bit rot."""
+def params_digest(params: Any) -> str:
+  """SHA-256 over every weight (path, shape, dtype, bytes): names a classifier."""
   h = hashlib.sha256()
   for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
     arr = np.asarray(leaf)
@@ -150,32 +109,23 @@ def _to_model_input(images: np.ndarray) -> np.ndarray:
   images = np.asarray(images, np.float32)
   if images.ndim == 3:
     images = images[..., None]
-  if images.ndim != 4 or images.shape[1:] != input_pipeline.IMAGE_SHAPE:
+  if images.ndim != 4 or images.shape[1:] != datasets.IMAGE_SHAPE:
     raise ValueError('expected images of shape (N, 28, 28, 1) or (N, 28, 28) '
                      f'in [-1, 1], got {images.shape}')
   return images
 
 
 class Classifier:
-  """A trained classifier: probabilities and penultimate features of images.
+  """Trained weights and what they compute: features, probabilities, labels.
 
-  Inference runs jitted in batches of `EVAL_BATCH_SIZE`, the last one padded,
-  so only one input shape is ever compiled.
+  Inference runs jitted in batches of `batch_size`, the last one padded, so
+  only one input shape is ever compiled.
   """
 
-  def __init__(self, params: Any, dataset: str, accuracy: float,
-               meta: dict[str, Any] | None = None,
-               classifier_dir: str | None = None,
-               data_dir: str | None = None,
-               batch_size: int = EVAL_BATCH_SIZE):
-    """Wraps trained weights; use `load_or_train` or `train_classifier` instead."""
+  def __init__(self, params: Any, dataset: str, batch_size: int = EVAL_BATCH_SIZE):
     self.params = params
-    self.dataset = input_pipeline.canonical_name(dataset)
-    self.accuracy = float(accuracy)
-    self.class_names = list(input_pipeline.CLASS_NAMES[self.dataset])
-    self.meta = dict(meta or {})
-    self.classifier_dir = classifier_dir
-    self.data_dir = data_dir
+    self.dataset = datasets.canonical_name(dataset)
+    self.class_names = list(datasets.CLASS_NAMES[self.dataset])
     self.batch_size = batch_size
     model = CNN()
 
@@ -184,7 +134,6 @@ class Classifier:
       logits, features = model.apply(params, x)
       return features, jax.nn.softmax(logits)
     self._forward = forward
-    self._reference: quality.ReferenceStats | None = None
 
   def features_and_probs(self, images: np.ndarray
                          ) -> tuple[np.ndarray, np.ndarray]:
@@ -205,8 +154,7 @@ class Classifier:
       feats.append(np.asarray(f))
       probs.append(np.asarray(p))
     if not feats:
-      hidden = CNN().hidden
-      return (np.zeros((0, hidden), np.float32),
+      return (np.zeros((0, CNN.hidden), np.float32),
               np.zeros((0, NUM_CLASSES), np.float32))
     return np.concatenate(feats)[:n], np.concatenate(probs)[:n]
 
@@ -222,77 +170,9 @@ class Classifier:
     """Predicted labels, shape (N,), int."""
     return self.predict_proba(images).argmax(axis=1)
 
-  def reference(self) -> quality.ReferenceStats:
-    """Statistics of the real test set (and an FD floor from training images).
-
-    Computed once and cached in classifier_dir (reference.npz / .json), keyed
-    by the weights' digest, so a retrained classifier recomputes them.
-
-    Raises:
-      ValueError: not cached and the classifier has no data_dir to compute it.
-    """
-    if self._reference is None:
-      self._reference = self._load_reference() or self._compute_reference()
-    return self._reference
-
-  def _load_reference(self) -> quality.ReferenceStats | None:
-    if not self.classifier_dir:
-      return None
-    json_path = os.path.join(self.classifier_dir, REFERENCE_JSON)
-    npz_path = os.path.join(self.classifier_dir, REFERENCE_NPZ)
-    if not (os.path.exists(json_path) and os.path.exists(npz_path)):
-      return None
-    try:
-      with open(json_path) as f:
-        info = json.load(f)
-      if info.get('params_sha256') != self.meta.get('params_sha256'):
-        return None  # Stale (from other weights): recompute.
-      with np.load(npz_path) as z:
-        mu, sigma = z['mu'], z['sigma']
-      return quality.ReferenceStats(
-          mu=mu, sigma=sigma, inception_score=info['is'],
-          label_entropy=info['label_entropy'],
-          classes_covered=info['classes_covered'],
-          mean_confidence=info['mean_confidence'],
-          num_examples=info['num_examples'],
-          fd_train_vs_test=info.get('fd_train_vs_test'),
-          fd_train_samples=info.get('fd_train_samples'))
-    except (OSError, ValueError, KeyError) as e:
-      # A cache, not a source of truth: a damaged one is just recomputed.
-      print(f'warning: ignoring unreadable reference cache in '
-            f'{self.classifier_dir} ({e}); recomputing', file=sys.stderr)
-      return None
-
-  def _compute_reference(self) -> quality.ReferenceStats:
-    if self.data_dir is None:
-      raise ValueError('reference statistics are not cached and the classifier '
-                       'has no data_dir to compute them from')
-    test = input_pipeline.load_split(self.dataset, 'test', self.data_dir)
-    feats, probs = self.features_and_probs(test.images)
-    m = quality.metrics_from_outputs(feats, probs, {
-        'mu': np.zeros(feats.shape[1]), 'sigma': np.eye(feats.shape[1])})
-    mu, sigma = quality.feature_stats(feats)
-    train = input_pipeline.load_split(self.dataset, 'train', self.data_dir,
-                                      limit=REFERENCE_TRAIN_SAMPLES)
-    train_mu, train_sigma = quality.feature_stats(self.features(train.images))
-    ref = quality.ReferenceStats(
-        mu=mu, sigma=sigma, inception_score=m['is'],
-        label_entropy=m['label_entropy'],
-        classes_covered=m['classes_covered'],
-        mean_confidence=m['mean_confidence'], num_examples=len(test.images),
-        fd_train_vs_test=quality.frechet_distance(train_mu, train_sigma, mu, sigma),
-        fd_train_samples=len(train.images))
-    if self.classifier_dir:
-      buf = io.BytesIO()
-      np.savez(buf, mu=mu, sigma=sigma)
-      files.write_bytes(os.path.join(self.classifier_dir, REFERENCE_NPZ),
-                        buf.getvalue())
-      # JSON last: it names the weights the .npz belongs to.
-      files.write_json(os.path.join(self.classifier_dir, REFERENCE_JSON), {
-          **ref.summary(), 'dataset': self.dataset,
-          'model_version': MODEL_VERSION,
-          'params_sha256': self.meta.get('params_sha256')})
-    return ref
+  def accuracy(self, images: np.ndarray, labels: np.ndarray) -> float:
+    """The share of `images` whose predicted label is `labels`."""
+    return float(np.mean(self.predict(images) == np.asarray(labels)))
 
 
 def _random_shift(images: jax.Array, key: jax.Array, max_shift: int) -> jax.Array:
@@ -305,25 +185,13 @@ def _random_shift(images: jax.Array, key: jax.Array, max_shift: int) -> jax.Arra
   return jax.vmap(crop)(padded, offsets)
 
 
-def _accuracy(clf: Classifier, images: np.ndarray, labels: np.ndarray) -> float:
-  return float(np.mean(clf.predict(images) == labels))
+def train_classifier(dataset: str, data_dir: str, config: TrainConfig | None = None,
+                     progress: bool = True, log: Log = print
+                     ) -> tuple[Classifier, dict[str, Any]]:
+  """Trains the CNN on the train split and measures its test accuracy.
 
-
-def _dataset_version(name: str, data_dir: str | None) -> str:
-  import tensorflow_datasets as tfds  # Heavy import, kept out of module load.
-  try:
-    return str(tfds.builder(name, data_dir=input_pipeline.resolve_data_dir(
-        data_dir)).version)
-  except Exception:  # Only informative metadata: never fail training on it.
-    return 'unknown'
-
-
-def train_classifier(dataset: str, data_dir: str | None,
-                     config: TrainConfig | None = None, progress: bool = True,
-                     log: Log = print) -> Classifier:
-  """Trains the CNN on the train split and measures test accuracy.
-
-  Deterministic for a given config (seeded init, shuffling and dropout).
+  Deterministic for a given config on one machine (seeded initialisation,
+  shuffling and dropout).
 
   Args:
     dataset: 'mnist', 'fashion' or 'fashion_mnist'.
@@ -334,9 +202,10 @@ def train_classifier(dataset: str, data_dir: str | None,
     log: where status lines go.
 
   Returns:
-    A `Classifier` (not saved; see `load_or_train`).
+    The `Classifier` and what to record about it (test accuracy, training
+    settings and time, the weights' SHA-256); `classifier_store` saves both.
   """
-  name = input_pipeline.canonical_name(dataset)
+  name = datasets.canonical_name(dataset)
   config = config or DEFAULT_TRAIN_CONFIGS[name]
   t0 = time.time()
   train = input_pipeline.load_split(name, 'train', data_dir, config.train_limit)
@@ -345,7 +214,7 @@ def train_classifier(dataset: str, data_dir: str | None,
   model = CNN()
   key = jax.random.key(config.seed)
   init_key, key = jax.random.split(key)
-  params = model.init(init_key, jnp.zeros((1,) + input_pipeline.IMAGE_SHAPE))
+  params = init_params(init_key)
   steps_per_epoch = max(len(train.images) // config.batch_size, 1)
   total_steps = steps_per_epoch * config.epochs
   # Cosine decay: a higher start for speed, a low end for the last ~0.5%.
@@ -393,140 +262,19 @@ def train_classifier(dataset: str, data_dir: str | None,
   if bar is not None:
     bar.close()
 
-  clf = Classifier(params, name, 0.0, data_dir=data_dir)
-  clf.accuracy = _accuracy(clf, test.images, test.labels)
-  clf.meta = {
-      'schema_version': SCHEMA_VERSION,
+  clf = Classifier(params, name)
+  accuracy = clf.accuracy(test.images, test.labels)
+  meta = {
       'model_version': MODEL_VERSION,
       'dataset': name,
-      'dataset_version': _dataset_version(name, data_dir),
-      'test_accuracy': clf.accuracy,
+      'dataset_version': input_pipeline.prepared_version(name, data_dir),
+      'test_accuracy': accuracy,
       'test_examples': len(test.images),
       'train_examples': len(train.images),
       'train_config': dataclasses.asdict(config),
       'train_seconds': round(time.time() - t0, 1),
-      'params_sha256': _params_digest(params),
+      'params_sha256': params_digest(params),
   }
-  log(f'classifier ({name}) test accuracy {100 * clf.accuracy:.2f}% '
+  log(f'classifier ({name}) test accuracy {100 * accuracy:.2f}% '
       f'on {len(test.images)} test images, trained in {time.time() - t0:.0f}s')
-  return clf
-
-
-def _checkpoint_error(classifier_dir: str, why: str) -> ClassifierCheckpointError:
-  return ClassifierCheckpointError(
-      f'classifier checkpoint at {classifier_dir} is unusable: {why}. Delete '
-      f'{classifier_dir} or pass --retrain_classifier to train a new one.')
-
-
-def save_classifier(clf: Classifier, classifier_dir: str) -> None:
-  """Saves weights (Orbax) and classifier.json into classifier_dir.
-
-  Old files are removed first and classifier.json is written last, so an
-  interrupted save leaves a checkpoint that `load_classifier` rejects.
-  """
-  import orbax.checkpoint as ocp  # Heavy import, kept out of module load.
-
-  classifier_dir = os.path.abspath(os.path.expanduser(classifier_dir))
-  os.makedirs(classifier_dir, exist_ok=True)
-  for name in (META_FILE, REFERENCE_JSON, REFERENCE_NPZ):
-    path = os.path.join(classifier_dir, name)
-    if os.path.exists(path):
-      os.remove(path)
-  params_dir = os.path.join(classifier_dir, PARAMS_DIR)
-  if os.path.exists(params_dir):
-    shutil.rmtree(params_dir)
-  with ocp.StandardCheckpointer() as ckptr:
-    ckptr.save(params_dir, clf.params)
-    ckptr.wait_until_finished()  # Orbax saves asynchronously.
-  files.write_json(os.path.join(classifier_dir, META_FILE), clf.meta)
-  clf.classifier_dir = classifier_dir
-
-
-def load_classifier(dataset: str, classifier_dir: str,
-                    data_dir: str | None = None) -> Classifier:
-  """Loads a saved classifier, checking it thoroughly.
-
-  Raises:
-    ClassifierCheckpointError: missing/truncated files, unreadable weights,
-      another dataset, or another schema/model version.
-  """
-  import orbax.checkpoint as ocp  # Heavy import, kept out of module load.
-
-  name = input_pipeline.canonical_name(dataset)
-  classifier_dir = os.path.abspath(os.path.expanduser(classifier_dir))
-  meta_path = os.path.join(classifier_dir, META_FILE)
-  params_dir = os.path.join(classifier_dir, PARAMS_DIR)
-  if not os.path.exists(meta_path):
-    raise _checkpoint_error(classifier_dir, f'{META_FILE} is missing '
-                            '(an interrupted save?)')
-  try:
-    with open(meta_path) as f:
-      meta = json.load(f)
-    if not isinstance(meta, dict):
-      raise ValueError('not a JSON object')
-  except (OSError, ValueError) as e:
-    raise _checkpoint_error(classifier_dir, f'cannot read {meta_path} ({e})') from e
-  if meta.get('schema_version') != SCHEMA_VERSION:
-    raise _checkpoint_error(classifier_dir, f'schema version '
-                            f'{meta.get("schema_version")!r}, expected {SCHEMA_VERSION}')
-  if meta.get('model_version') != MODEL_VERSION:
-    raise _checkpoint_error(classifier_dir, f'model version '
-                            f'{meta.get("model_version")!r}, expected {MODEL_VERSION!r}')
-  if meta.get('dataset') != name:
-    raise _checkpoint_error(classifier_dir, f'it was trained on '
-                            f'{meta.get("dataset")!r}, not {name!r}')
-  if not os.path.isdir(params_dir):
-    raise _checkpoint_error(classifier_dir, f'the weights folder {params_dir} '
-                            'is missing')
-  abstract = jax.eval_shape(
-      CNN().init, jax.random.key(0), jnp.zeros((1,) + input_pipeline.IMAGE_SHAPE))
-  try:
-    with ocp.StandardCheckpointer() as ckptr:
-      params = ckptr.restore(params_dir, abstract)
-  except Exception as e:  # Orbax/TensorStore raise many types for bad files.
-    raise _checkpoint_error(
-        classifier_dir, f'cannot restore the weights in {params_dir} '
-        f'({type(e).__name__}: {str(e)[:300]})') from e
-  if _params_digest(params) != meta.get('params_sha256'):
-    raise _checkpoint_error(classifier_dir, 'the weights do not match the '
-                            f'checksum in {META_FILE} (corrupted files?)')
-  return Classifier(params, name, meta.get('test_accuracy', float('nan')),
-                    meta=meta, classifier_dir=classifier_dir, data_dir=data_dir)
-
-
-def load_or_train(dataset: str, data_dir: str | None, classifier_dir: str,
-                  retrain: bool = False, progress: bool = True,
-                  log: Log = print, *, config: TrainConfig | None = None
-                  ) -> Classifier:
-  """Loads the classifier from classifier_dir, training (and saving) it first
-  if the folder holds no checkpoint, or if `retrain`.
-
-  Args:
-    dataset: 'mnist', 'fashion' or 'fashion_mnist'.
-    data_dir: the TFDS data folder (for training and reference statistics).
-    classifier_dir: where the checkpoint lives, e.g. `default_classifier_dir`.
-    retrain: train anew and overwrite whatever is in classifier_dir.
-    progress: show a tqdm bar while training (when stdout is a terminal).
-    log: where status lines go.
-    config: training settings (default: `DEFAULT_TRAIN_CONFIGS[dataset]`).
-
-  Returns:
-    The `Classifier`, with its reference statistics available via
-    `.reference()` (computed and cached on first use).
-
-  Raises:
-    ClassifierCheckpointError: classifier_dir holds a corrupt, incomplete or
-      mismatched checkpoint (and retrain is False).
-  """
-  classifier_dir = os.path.abspath(os.path.expanduser(classifier_dir))
-  has_files = any(os.path.exists(os.path.join(classifier_dir, f))
-                  for f in (META_FILE, PARAMS_DIR))
-  if has_files and not retrain:
-    clf = load_classifier(dataset, classifier_dir, data_dir)
-    log(f'classifier ({clf.dataset}) loaded from {classifier_dir}: test '
-        f'accuracy {100 * clf.accuracy:.2f}%')
-    return clf
-  clf = train_classifier(dataset, data_dir, config, progress=progress, log=log)
-  save_classifier(clf, classifier_dir)
-  log(f'classifier saved to {classifier_dir}')
-  return clf
+  return clf, meta

@@ -11,8 +11,10 @@ import dataclasses
 import math
 from typing import Any, Callable
 
+from gan_jax import datasets
+
 ARCHS = ('dcgan', 'mlp')
-DATASETS = ('mnist', 'fashion', 'fashion_mnist')
+DATASETS = tuple(datasets.ALIASES)
 DTYPES = ('float32', 'bfloat16')
 MODES = ('train', 'sample')
 
@@ -33,10 +35,10 @@ class Config:
   seed: int = 0
   dtype: str = 'float32'
   workdir: str = '.'
-  data_dir: str | None = None
+  data_dir: str | None = None       # None: $TFDS_DATA_DIR, else TFDS's default.
   limit: int | None = None          # Train on the first N examples only.
   eval_samples: int = 5000           # Images generated per quality evaluation.
-  classifier_dir: str | None = None  # None: the per-user cache folder.
+  classifier_dir: str | None = None  # None: the classifier shipped with gan_jax.
   retrain_classifier: bool = False
   keep_checkpoints: int = 3
   overwrite: bool = False

@@ -14,24 +14,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-# Names a user may type -> TFDS dataset names.
-DATASET_ALIASES = {
-    'mnist': 'mnist',
-    'fashion': 'fashion_mnist',
-    'fashion_mnist': 'fashion_mnist',
-    'fashion-mnist': 'fashion_mnist',
-}
-
-CLASS_NAMES = {
-    'mnist': [str(i) for i in range(10)],
-    'fashion_mnist': ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat',
-                      'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'],
-}
-
-IMAGE_SHAPE = (28, 28, 1)
+from gan_jax import errors
+from gan_jax.datasets import IMAGE_SHAPE, canonical_name
 
 
-class DataUnavailableError(RuntimeError):
+class DataUnavailableError(errors.GanJaxError):
   """The dataset is not prepared locally and cannot be downloaded."""
 
 
@@ -41,27 +28,28 @@ class Split(NamedTuple):
   labels: np.ndarray  # int32
 
 
-def canonical_name(dataset: str) -> str:
-  """Returns the TFDS name for a user-facing dataset name.
-
-  Raises:
-    ValueError: for an unknown name.
-  """
-  try:
-    return DATASET_ALIASES[dataset.strip().lower()]
-  except KeyError:
-    raise ValueError(
-        f'unknown dataset {dataset!r}; use one of: mnist, fashion '
-        '(or fashion_mnist)') from None
-
-
 def resolve_data_dir(data_dir: str | None) -> str:
-  """--data_dir, else $TFDS_DATA_DIR, else the TFDS default (~/tensorflow_datasets)."""
+  """The data folder: --data_dir, else $TFDS_DATA_DIR, else TFDS's default.
+
+  The one place this is decided: a run resolves it once and hands the result
+  to training, the classifier and its reference statistics alike. An empty
+  TFDS_DATA_DIR counts as unset.
+  """
   if data_dir:
     return os.path.abspath(os.path.expanduser(data_dir))
   if os.environ.get('TFDS_DATA_DIR'):
     return os.path.abspath(os.path.expanduser(os.environ['TFDS_DATA_DIR']))
   return os.path.expanduser('~/tensorflow_datasets')
+
+
+def prepared_version(dataset: str, data_dir: str | None) -> str:
+  """The TFDS version of the prepared dataset (e.g. '3.0.1'), or 'unknown'."""
+  import tensorflow_datasets as tfds  # Heavy import, kept out of module load.
+  try:
+    return str(tfds.builder(canonical_name(dataset),
+                            data_dir=resolve_data_dir(data_dir)).version)
+  except Exception:  # Only informative metadata: never fail on it.
+    return 'unknown'
 
 
 def _online(host: str = 'storage.googleapis.com', timeout: float = 3.0) -> bool:

@@ -30,8 +30,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from gan_jax import layers
-
-IMAGE_SHAPE = (28, 28, 1)
+from gan_jax.datasets import IMAGE_SHAPE
 Dtype = Any
 
 # Keras' BatchNormalization defaults, so the DCGAN matches the TF tutorial.

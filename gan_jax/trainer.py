@@ -3,7 +3,10 @@ loop, and every output a user expects.
 
 ``train_and_evaluate(config)`` is what ``python run.py`` calls. It
 
-1. loads the data (before anything is written, so bad input creates nothing);
+1. sets up: resolves the data folder once, loads the data and the domain
+   classifier and checks the workdir, before anything is written (so bad
+   input creates nothing; a run that fails before its first checkpoint
+   removes what it wrote);
 2. resumes from ``WORKDIR/checkpoints`` when a compatible checkpoint exists
    (refusing a different configuration unless ``overwrite``);
 3. trains whole epochs on the device (`train.run_chunk`), printing
@@ -20,6 +23,7 @@ Ctrl-C / SIGTERM finish the current epoch, save a checkpoint and stop
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import json
 import math
@@ -39,7 +43,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
-from gan_jax import checkpoints, files, images, input_pipeline, train
+from gan_jax import checkpoints, errors, files, images, input_pipeline, train
 from gan_jax.config import Config
 
 Log = Callable[[str], None]
@@ -55,16 +59,18 @@ GRID_NOISE = 25      # The fixed 5x5 grid.
 FINAL_IMAGES = 100   # final_generated_images/img_000.png ... img_099.png
 
 
-class RunError(RuntimeError):
+class RunError(errors.GanJaxError):
   """A run cannot start or go on; the message says why and what to do."""
 
 
-class Interrupted(RuntimeError):
+class Interrupted(errors.GanJaxError):
   """Training stopped on a signal after saving a checkpoint."""
+  exit_code = 130
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(errors.GanJaxError):
   """A loss became NaN or infinite; the last good checkpoint is kept."""
+  exit_code = 3
 
 
 def _keys(seed: int) -> dict[str, jax.Array]:
@@ -107,13 +113,14 @@ def _git_commit() -> str | None:
     return None
 
 
-def run_info(config: Config) -> dict[str, Any]:
-  """The config, library versions, device and git commit, for run.json."""
+def run_info(config: Config, evaluator: '_Evaluator') -> dict[str, Any]:
+  """The config, classifier, library versions, device and git commit, for run.json."""
   import flax
   import optax
   import tensorflow_datasets as tfds
   return {
       'config': config.__dict__,
+      'classifier': evaluator.stored.describe(),
       'versions': {'python': platform.python_version(), 'jax': jax.__version__,
                    'flax': flax.__version__, 'optax': optax.__version__,
                    'tensorflow_datasets': tfds.__version__},
@@ -195,15 +202,15 @@ def _graceful_interrupts(log: Log) -> Iterator[dict[str, bool]]:
 
 
 class _Evaluator:
-  """The domain classifier, loaded (or trained once) for quality and labels."""
+  """The domain classifier (shipped, or the user's own) for quality and labels."""
 
   def __init__(self, config: Config, log: Log):
-    from gan_jax import classifier as classifier_lib
-    self.classifier = classifier_lib.load_or_train(
-        config.dataset, config.data_dir,
-        config.classifier_dir or classifier_lib.default_classifier_dir(config.dataset),
+    from gan_jax import classifier_store
+    self.stored = classifier_store.load_or_train(
+        config.dataset, config.data_dir, config.classifier_dir,
         retrain=config.retrain_classifier, progress=config.progress, log=log)
-    self.reference_stats = self.classifier.reference()
+    self.classifier = self.stored.classifier
+    self.reference_stats = self.stored.reference
     self.reference = self.reference_stats.summary()  # Scalars, for JSON and plots.
 
   def quality(self, state: train.GANState, key: jax.Array, n: int) -> dict[str, float]:
@@ -212,11 +219,88 @@ class _Evaluator:
     return quality.evaluate(self.classifier, train.generate(state, z), self.reference_stats)
 
 
+@dataclasses.dataclass
+class _Progress:
+  """What the epoch loop carries from one epoch to the next."""
+  state: train.GANState
+  fixed_noise: jax.Array
+  history: list[dict[str, Any]]
+  start_epoch: int
+
+
 def _metrics_record(epoch: int, config: Config, means: dict[str, float],
                     seconds: float, rate: float) -> dict[str, Any]:
   return {'epoch': epoch, 'epochs': config.epochs,
           **{k: float(means[k]) for k in train.METRIC_NAMES},
           'seconds': round(seconds, 3), 'images_per_s': round(rate, 1)}
+
+
+def checkpoint_tree(state: train.GANState, fixed_noise: jax.Array) -> dict[str, Any]:
+  """The arrays of a checkpoint; the one place its structure is defined
+  (save, resume and --mode=sample all use it)."""
+  return {'gan': state, 'fixed_noise': fixed_noise}
+
+
+def _initial_progress(config: Config, keys: dict[str, jax.Array]) -> _Progress:
+  return _Progress(state=train.create_state(config, keys['init']),
+                   fixed_noise=train.sample_noise(keys['grid'], GRID_NOISE, config.noise_dim),
+                   history=[], start_epoch=0)
+
+
+def _resume(manager, config: Config, fresh: _Progress, log: Log) -> _Progress:
+  """The latest checkpoint's progress, or `fresh` when there is none."""
+  latest = manager.latest_step()
+  if latest is None:
+    return fresh
+  workdir = os.path.abspath(config.workdir)
+  _check_resumable(checkpoints.read_meta(manager, latest), config,
+                   checkpoints.checkpoint_dir(workdir))
+  restored, meta = checkpoints.restore(manager, latest,
+                                       checkpoint_tree(fresh.state, fresh.fixed_noise))
+  log(f'Resuming from the checkpoint of epoch {int(meta["epoch"])} in '
+      f'{checkpoints.checkpoint_dir(workdir)}')
+  return _Progress(state=restored['gan'], fixed_noise=restored['fixed_noise'],
+                   history=list(meta['history']), start_epoch=int(meta['epoch']))
+
+
+def _save_checkpoint(manager, config: Config, epoch: int, progress: _Progress) -> None:
+  checkpoints.save(manager, epoch,
+                   checkpoint_tree(jax.device_get(progress.state), progress.fixed_noise),
+                   {'epoch': epoch, 'config': config.__dict__, 'history': progress.history})
+
+
+@contextlib.contextmanager
+def _cleaned_up_on_failure(workdir: str) -> Iterator[None]:
+  """If the run fails before its first checkpoint, removes what it created.
+
+  So the same command, once the cause is fixed, simply runs again. Outputs
+  that were there before this run started are never touched.
+  """
+  existed = os.path.isdir(workdir)
+  before = set(os.listdir(workdir)) if existed else set()
+  try:
+    yield
+  except BaseException:
+    if not checkpoints.has_checkpoint(workdir):
+      for name in OUTPUTS:
+        path = os.path.join(workdir, name)
+        if name not in before and os.path.lexists(path):
+          shutil.rmtree(path) if os.path.isdir(path) else os.unlink(path)
+      if not existed and os.path.isdir(workdir) and not os.listdir(workdir):
+        os.rmdir(workdir)
+    raise
+
+
+def _load_training_data(config: Config) -> input_pipeline.Split:
+  n_devices = jax.device_count()
+  if config.batch_size % n_devices:
+    raise RunError(f'--batch_size={config.batch_size} must divide by the {n_devices} '
+                   f'devices; use a multiple of {n_devices}')
+  data = input_pipeline.load_split(config.dataset, 'train', config.data_dir, config.limit)
+  if config.batch_size > len(data.images):
+    raise RunError(f'--batch_size={config.batch_size} is larger than the '
+                   f'{len(data.images)} training examples; use at most {len(data.images)}')
+  return data
 
 
 def train_and_evaluate(config: Config, log: Log = print) -> dict[str, Any]:
@@ -230,94 +314,83 @@ def train_and_evaluate(config: Config, log: Log = print) -> dict[str, Any]:
     The final report (also written to ``report.json``).
 
   Raises:
-    RunError, input_pipeline.DataUnavailableError, checkpoints.CheckpointError:
-      with a message that says what to do; nothing is written before the
-      data is loaded and the workdir checked.
+    errors.GanJaxError (RunError, DataUnavailableError, CheckpointError,
+      ClassifierCheckpointError): with a message that says what to do; the
+      data and the classifier are loaded and the workdir checked before
+      anything is written, and a run that fails before its first checkpoint
+      removes what it wrote.
     Interrupted: after SIGINT/SIGTERM, once the checkpoint is saved.
     NonFiniteLossError: a loss became NaN/inf (the last good checkpoint stays).
   """
   t_start = time.time()
-  workdir = os.path.abspath(config.workdir)
-  n_devices = jax.device_count()
-  if config.batch_size % n_devices:
-    raise RunError(f'--batch_size={config.batch_size} must divide by the {n_devices} '
-                   f'devices; use a multiple of {n_devices}')
-  data = input_pipeline.load_split(config.dataset, 'train', config.data_dir, config.limit)
-  num_examples = len(data.images)
-  if config.batch_size > num_examples:
-    raise RunError(f'--batch_size={config.batch_size} is larger than the '
-                   f'{num_examples} training examples; use at most {num_examples}')
+  # Set-up: everything that can fail on bad input, before anything is written.
+  config = config.replace(data_dir=input_pipeline.resolve_data_dir(config.data_dir))
+  data = _load_training_data(config)
+  evaluator = _Evaluator(config, log)
   prepare_workdir(config, log)
-
-  keys = _keys(config.seed)
-  mesh = train.make_mesh()
-  data_sharding = NamedSharding(mesh, P('data')) if n_devices > 1 else None
-  state = train.create_state(config, keys['init'])
-  fixed_noise = train.sample_noise(keys['grid'], GRID_NOISE, config.noise_dim)
-  ckpt_tree = {'gan': state, 'fixed_noise': fixed_noise,
-               'rng': jax.random.key_data(jax.random.PRNGKey(config.seed))}
-
-  os.makedirs(workdir, exist_ok=True)
-  manager = checkpoints.make_manager(workdir, config.keep_checkpoints)
-  history: list[dict[str, Any]] = []
-  start_epoch = 0
-  latest = manager.latest_step()
-  if latest is not None:
-    meta = checkpoints.read_meta(manager, latest)
-    _check_resumable(meta, config, checkpoints.checkpoint_dir(workdir))
-    restored, meta = checkpoints.restore(manager, latest, ckpt_tree)
-    state, fixed_noise = restored['gan'], restored['fixed_noise']
-    history, start_epoch = list(meta['history']), int(meta['epoch'])
-    log(f'Resuming from the checkpoint of epoch {start_epoch} in '
-        f'{checkpoints.checkpoint_dir(workdir)}')
+  workdir = os.path.abspath(config.workdir)
+  with _cleaned_up_on_failure(workdir):
+    keys = _keys(config.seed)
+    os.makedirs(workdir, exist_ok=True)
+    manager = checkpoints.make_manager(workdir, config.keep_checkpoints)
+    progress = _resume(manager, config, _initial_progress(config, keys), log)
     report_path = os.path.join(workdir, 'report.json')
-    if start_epoch >= config.epochs and os.path.exists(report_path):
+    if progress.start_epoch >= config.epochs and os.path.exists(report_path):
       # Nothing to do: keep the finished run's outputs (and their wall times) as they are.
-      log(f'This run is already complete ({start_epoch}/{config.epochs} epochs) in '
-          f'{workdir}; pass a larger --epochs to train on, or --overwrite to start over')
+      log(f'This run is already complete ({progress.start_epoch}/{config.epochs} epochs) '
+          f'in {workdir}; pass a larger --epochs to train on, or --overwrite to start over')
       with open(report_path) as f:
         return json.load(f)
     # Drop the log lines of epochs after the checkpoint: they are redone.
-    files.write_jsonl(os.path.join(workdir, 'metrics.jsonl'), history)
-  files.write_json(os.path.join(workdir, 'run.json'), run_info(config))
+    files.write_jsonl(os.path.join(workdir, 'metrics.jsonl'), progress.history)
+    files.write_json(os.path.join(workdir, 'run.json'), run_info(config, evaluator))
+    images_per_s = _train_epochs(config, data, progress, manager, keys, evaluator, log)
 
-  evaluator = _Evaluator(config, log)
-  class_names = evaluator.classifier.class_names
-  tb = None
-  if config.tensorboard:
-    from gan_jax.tensorboard import TensorBoardWriter
-    tb = TensorBoardWriter(os.path.join(workdir, 'tensorboard'))
+  report = _final_outputs(config, workdir, progress.state, keys, evaluator,
+                          progress.history, log)
+  report['wall_seconds'] = round(time.time() - t_start, 1)
+  report['mean_images_per_s'] = (round(float(np.mean(images_per_s)), 1)
+                                 if images_per_s else None)
+  files.write_json(report_path, report)
+  _print_summary(workdir, report, log)
+  return report
 
-  state = train.replicate(state, mesh)
+
+def _train_epochs(config: Config, data: input_pipeline.Split, progress: _Progress,
+                  manager, keys: dict[str, jax.Array], evaluator: _Evaluator,
+                  log: Log) -> list[float]:
+  """The epoch loop, from `progress.start_epoch` to `config.epochs`; updates
+  `progress` in place and returns the training speed of each epoch."""
+  workdir = os.path.abspath(config.workdir)
+  num_examples = len(data.images)
+  mesh = train.make_mesh()
+  data_sharding = NamedSharding(mesh, P('data')) if jax.device_count() > 1 else None
+  progress.state = train.replicate(progress.state, mesh)
   device_images = train.replicate(jnp.asarray(data.images), mesh)
-  del data
   steps = num_examples // config.batch_size
   chunk = config.steps_per_chunk or max(1, math.ceil(steps / 10))
   # <= 0 only when a finished run lost its final outputs (killed while writing
-  # them): they are made again below.
-  epochs_left = max(0, config.epochs - start_epoch)
+  # them): they are made again after this loop.
+  epochs_left = max(0, config.epochs - progress.start_epoch)
   show_bar = config.progress and sys.stdout.isatty()
   bar = tqdm(total=epochs_left * steps * config.batch_size, unit='img', unit_scale=True,
              disable=not show_bar, dynamic_ncols=True, leave=False)
   write = bar.write if show_bar else log
+  tb = None
+  if config.tensorboard:
+    from gan_jax.tensorboard import TensorBoardWriter
+    tb = TensorBoardWriter(os.path.join(workdir, 'tensorboard'))
   images_per_s = []
-
-  def save(epoch: int) -> None:
-    tree = {'gan': jax.device_get(state), 'fixed_noise': fixed_noise,
-            'rng': ckpt_tree['rng']}
-    checkpoints.save(manager, epoch, tree, {
-        'epoch': epoch, 'config': config.__dict__, 'history': history})
-
   with _graceful_interrupts(write) as interrupt:
-    for epoch in range(start_epoch + 1, config.epochs + 1):
+    for epoch in range(progress.start_epoch + 1, config.epochs + 1):
       bar.set_description(f'Epoch {epoch}/{config.epochs}')
       t0 = time.time()
       idx = train.epoch_batches(jax.random.fold_in(keys['shuffle'], epoch),
                                 num_examples, steps, config.batch_size)
       sums = {k: 0.0 for k in train.METRIC_NAMES}
       for lo in range(0, steps, chunk):
-        state, m = train.run_chunk(state, device_images, idx[lo:lo + chunk],
-                                   keys['train'], data_sharding)
+        progress.state, m = train.run_chunk(progress.state, device_images,
+                                            idx[lo:lo + chunk], keys['train'], data_sharding)
         for k, v in jax.device_get(m).items():
           sums[k] += float(v)
         bar.update(min(chunk, steps - lo) * config.batch_size)
@@ -336,24 +409,13 @@ def train_and_evaluate(config: Config, log: Log = print) -> dict[str, Any]:
       extra = (f'{seconds:.1f}s', f'{rate:,.0f} img/s', f'ETA {format_duration(eta)}')
       write(format_epoch_line(epoch, config.epochs, means, extra))
       if is_save_epoch(epoch, config):
-        grid_images = train.generate(state, fixed_noise)
-        images.save_grid(os.path.join(workdir, 'generated_samples', f'epoch_{epoch:02d}.png'),
-                         grid_images, 5, 5)
-        t_eval = time.time()
-        q = evaluator.quality(state, jax.random.fold_in(keys['eval'], epoch),
-                              config.eval_samples)
-        record.update(q)
-        write(f'  quality at epoch {epoch}: FD {q["fd"]:.2f} | IS {q["is"]:.2f} '
-              f'(real {evaluator.reference["is"]:.2f}) | classes {q["classes_covered"]}/10 '
-              f'| confidence {q["mean_confidence"]:.2f} | {time.time() - t_eval:.1f}s')
-        if tb:
-          tb.image(epoch, 'samples', images.sample_grid(grid_images, 5, 5, scale=2))
-      history.append(record)
-      files.write_jsonl(os.path.join(workdir, 'metrics.jsonl'), history)
+        record.update(_save_epoch_outputs(config, epoch, progress, keys, evaluator, write, tb))
+      progress.history.append(record)
+      files.write_jsonl(os.path.join(workdir, 'metrics.jsonl'), progress.history)
       if tb:
         tb.scalars(epoch, record)
       if is_save_epoch(epoch, config) or interrupt['stop']:
-        save(epoch)
+        _save_checkpoint(manager, config, epoch, progress)
         _write_plots(workdir, evaluator.reference)
       if interrupt['stop']:
         bar.close()
@@ -363,16 +425,26 @@ def train_and_evaluate(config: Config, log: Log = print) -> dict[str, Any]:
   bar.close()
   if tb:
     tb.close()
+  return images_per_s
 
-  report = _final_outputs(config, workdir, state, keys, evaluator, class_names,
-                          history, log)
-  elapsed = time.time() - t_start
-  report['wall_seconds'] = round(elapsed, 1)
-  report['mean_images_per_s'] = (round(float(np.mean(images_per_s)), 1)
-                                 if images_per_s else None)
-  files.write_json(os.path.join(workdir, 'report.json'), report)
-  _print_summary(workdir, report, log)
-  return report
+
+def _save_epoch_outputs(config: Config, epoch: int, progress: _Progress,
+                        keys: dict[str, jax.Array], evaluator: _Evaluator, write: Log,
+                        tb: Any) -> dict[str, Any]:
+  """The fixed-noise grid and a quality evaluation; returns the quality figures."""
+  workdir = os.path.abspath(config.workdir)
+  grid_images = train.generate(progress.state, progress.fixed_noise)
+  images.save_grid(os.path.join(workdir, 'generated_samples', f'epoch_{epoch:02d}.png'),
+                   grid_images, 5, 5)
+  t_eval = time.time()
+  q = evaluator.quality(progress.state, jax.random.fold_in(keys['eval'], epoch),
+                        config.eval_samples)
+  write(f'  quality at epoch {epoch}: FD {q["fd"]:.2f} | IS {q["is"]:.2f} '
+        f'(real {evaluator.reference["is"]:.2f}) | classes {q["classes_covered"]}/10 '
+        f'| confidence {q["mean_confidence"]:.2f} | {time.time() - t_eval:.1f}s')
+  if tb:
+    tb.image(epoch, 'samples', images.sample_grid(grid_images, 5, 5, scale=2))
+  return q
 
 
 def _write_plots(workdir: str, reference: dict[str, Any] | None,
@@ -385,8 +457,7 @@ def _write_plots(workdir: str, reference: dict[str, Any] | None,
 
 def _final_outputs(config: Config, workdir: str, state: train.GANState,
                    keys: dict[str, jax.Array], evaluator: _Evaluator,
-                   class_names: list[str], history: list[dict[str, Any]],
-                   log: Log) -> dict[str, Any]:
+                   history: list[dict[str, Any]], log: Log) -> dict[str, Any]:
   """100 new images, their labels, the final grid and the report."""
   from gan_jax import labels
   out = os.path.join(workdir, 'final_generated_images')
@@ -399,7 +470,8 @@ def _final_outputs(config: Config, workdir: str, state: train.GANState,
   log('Labels of the 100 final images (domain classifier):')
   log(labels.distribution_table(label_report))
   counts = [int(c) for c in label_report.counts]
-  _write_plots(workdir, evaluator.reference, counts, list(class_names))
+  class_names = list(evaluator.classifier.class_names)
+  _write_plots(workdir, evaluator.reference, counts, class_names)
   evaluated = [r for r in history if 'fd' in r]
   last = evaluated[-1] if evaluated else {}
   return {
@@ -407,7 +479,8 @@ def _final_outputs(config: Config, workdir: str, state: train.GANState,
       'final': {k: last.get(k) for k in ('epoch', 'fd', 'is', 'label_entropy',
                                           'classes_covered', 'mean_confidence')},
       'reference': evaluator.reference,
-      'classifier_accuracy': evaluator.classifier.accuracy,
+      'classifier': evaluator.stored.describe(),
+      'classifier_accuracy': evaluator.stored.test_accuracy,
       'label_counts': dict(zip(class_names, counts)),
       'quality_curve': [{k: r.get(k) for k in ('epoch', 'fd', 'is')} for r in evaluated],
   }
@@ -463,11 +536,9 @@ def sample_from_run(config: Config, log: Log = print) -> list[str]:
   meta = checkpoints.read_meta(manager, epoch)
   run_config = Config(**{k: v for k, v in meta['config'].items()
                          if k in Config.__dataclass_fields__})
-  keys = _keys(run_config.seed)
-  target = {'gan': train.create_state(run_config, keys['init']),
-            'fixed_noise': train.sample_noise(keys['grid'], GRID_NOISE, run_config.noise_dim),
-            'rng': jax.random.key_data(jax.random.PRNGKey(run_config.seed))}
-  restored, _ = checkpoints.restore(manager, epoch, target)
+  fresh = _initial_progress(run_config, _keys(run_config.seed))
+  restored, _ = checkpoints.restore(manager, epoch,
+                                    checkpoint_tree(fresh.state, fresh.fixed_noise))
   key = jax.random.fold_in(_keys(config.seed)['sample'], config.num_samples)
   z = train.sample_noise(key, config.num_samples, run_config.noise_dim)
   names = images.save_images(sample_dir, train.generate(restored['gan'], z),

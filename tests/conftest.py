@@ -1,4 +1,4 @@
-"""Shared pytest fixtures: the real data and a small domain classifier."""
+"""Shared pytest fixtures: the real data and the shipped MNIST classifier."""
 
 import os
 
@@ -26,15 +26,7 @@ def data_dir() -> str:
 
 
 @pytest.fixture(scope='session')
-def classifier_dir(tmp_path_factory, data_dir) -> str:
-  """A quickly trained MNIST classifier (a slice of the data), for end-to-end runs.
-
-  The full classifier takes minutes; runs in tests only need a working one.
-  """
-  from gan_jax import classifier
-  path = str(tmp_path_factory.mktemp('classifier') / 'mnist')
-  config = classifier.TrainConfig(epochs=1, train_limit=3000, test_limit=1000)
-  clf = classifier.train_classifier('mnist', data_dir, config, progress=False,
-                                    log=lambda *_: None)
-  classifier.save_classifier(clf, path)
-  return path
+def classifier_dir() -> str:
+  """The MNIST classifier shipped with the package, as an explicit folder."""
+  from gan_jax import classifier_store
+  return classifier_store.shipped_dir('mnist')

@@ -22,14 +22,6 @@ def test_full_train_split_is_read(data_dir):
   assert len(split.images) == 60000
 
 
-def test_names_and_class_names():
-  assert input_pipeline.canonical_name('Fashion') == 'fashion_mnist'
-  assert input_pipeline.canonical_name('fashion_mnist') == 'fashion_mnist'
-  assert input_pipeline.CLASS_NAMES['fashion_mnist'][9] == 'Ankle boot'
-  with pytest.raises(ValueError, match='unknown dataset'):
-    input_pipeline.canonical_name('svhn')
-
-
 def test_data_dir_from_environment(monkeypatch, tmp_path):
   monkeypatch.setenv('TFDS_DATA_DIR', str(tmp_path))
   assert input_pipeline.resolve_data_dir(None) == str(tmp_path)
@@ -43,3 +35,14 @@ def test_unprepared_data_offline_fails_fast_with_the_fix(tmp_path, monkeypatch):
     input_pipeline.load_split('mnist', 'train', str(tmp_path))
   assert time.time() - start < 30
   assert '--data_dir' in str(e.value) and 'TFDS_DATA_DIR' in str(e.value)
+
+
+def test_data_folder_is_the_flag_else_the_environment_else_tfds_default(monkeypatch, tmp_path):
+  monkeypatch.setenv('HOME', str(tmp_path))
+  monkeypatch.setenv('TFDS_DATA_DIR', '/from/env')
+  assert input_pipeline.resolve_data_dir('/from/flag') == '/from/flag'
+  assert input_pipeline.resolve_data_dir(None) == '/from/env'
+  monkeypatch.setenv('TFDS_DATA_DIR', '')  # Empty counts as unset.
+  assert input_pipeline.resolve_data_dir(None) == str(tmp_path / 'tensorflow_datasets')
+  monkeypatch.delenv('TFDS_DATA_DIR')
+  assert input_pipeline.resolve_data_dir(None) == str(tmp_path / 'tensorflow_datasets')

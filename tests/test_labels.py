@@ -7,9 +7,9 @@ import os
 import numpy as np
 from PIL import Image
 
-from gan_jax import input_pipeline, labels
+from gan_jax import datasets, labels
 
-CLASS_NAMES = input_pipeline.CLASS_NAMES['fashion_mnist']
+CLASS_NAMES = datasets.CLASS_NAMES['fashion_mnist']
 
 
 class _FakeClassifier:

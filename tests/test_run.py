@@ -167,3 +167,25 @@ def test_interactive_mode_asks_and_reasks_then_runs(tmp_path, data_dir, classifi
   assert result.stdout.count('Invalid') >= 2  # cifar and 0 were re-asked.
   assert 'Epoch 1/1 | D_loss:' in result.stdout
   assert os.path.exists(tmp_path / 'run' / 'final_generated_images' / 'img_099.png')
+
+
+@pytest.mark.slow
+def test_run_failing_at_set_up_then_the_same_command_runs(tmp_path, data_dir, classifier_dir):
+  """A damaged classifier folder stops the run before anything is written;
+  once it is repaired, the very same command trains (no --overwrite)."""
+  import shutil
+  own = tmp_path / 'my_classifier'
+  shutil.copytree(classifier_dir, own)
+  (own / 'classifier.json').write_text('{"schema_ver')  # Truncated.
+  args = ['--epochs=1', '--batch_size=64', '--limit=640', '--eval_samples=100',
+          f'--data_dir={data_dir}', f'--classifier_dir={own}', f'--workdir={tmp_path}/run']
+  failed = _run(args, cwd=tmp_path)
+  assert failed.returncode == 2
+  lines = failed.stderr.strip().splitlines()
+  assert lines[-1].startswith('error: classifier checkpoint at ') and str(own) in lines[-1]
+  assert not (tmp_path / 'run').exists()
+  shutil.rmtree(own)
+  shutil.copytree(classifier_dir, own)
+  again = _run(args, cwd=tmp_path)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert 'Epoch 1/1 | D_loss:' in again.stdout

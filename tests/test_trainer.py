@@ -218,3 +218,47 @@ def test_epoch_line_format():
   assert line == 'Epoch 10/50 | D_loss: 0.53 | D_acc: 78.12% | G_loss: 1.24'
   assert trainer.format_epoch_line(1, 2, {'d_loss': 1, 'd_acc': 1, 'g_loss': 0},
                                    ('3.0s',)).endswith(' | 3.0s')
+
+
+def test_run_failing_before_its_first_checkpoint_leaves_nothing_in_the_way(
+    tmp_path, data_dir, classifier_dir, monkeypatch):
+  config = _config(tmp_path, data_dir, classifier_dir, epochs=2, save_interval=2)
+  os.makedirs(config.workdir)
+  (tmp_path / 'run' / 'notes.txt').write_text('mine')  # The user's own file stays.
+  real_chunk = trainer.train.run_chunk
+  calls = []
+
+  def crash_in_epoch_1(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 3:
+      raise MemoryError('out of memory in epoch 1')
+    return real_chunk(*args, **kwargs)
+
+  monkeypatch.setattr(trainer.train, 'run_chunk', crash_in_epoch_1)
+  with pytest.raises(MemoryError):
+    trainer.train_and_evaluate(config, log=_quiet)
+  assert sorted(os.listdir(config.workdir)) == ['notes.txt']
+  monkeypatch.setattr(trainer.train, 'run_chunk', real_chunk)
+  report = trainer.train_and_evaluate(config, log=_quiet)  # The same call, no --overwrite.
+  assert report['final']['epoch'] == 2
+  assert (tmp_path / 'run' / 'notes.txt').read_text() == 'mine'
+
+
+def test_data_folder_from_the_environment_reaches_every_part_of_a_run(
+    tmp_path, data_dir, monkeypatch):
+  """TFDS_DATA_DIR alone (no data_dir): training and a classifier of one's own,
+  trained and given its reference statistics from the same folder."""
+  monkeypatch.setenv('TFDS_DATA_DIR', data_dir)
+  monkeypatch.setenv('HOME', str(tmp_path / 'home'))
+  from gan_jax import classifier as classifier_lib
+  real_train = classifier_lib.train_classifier
+  quick = classifier_lib.TrainConfig(epochs=1, train_limit=500, test_limit=200)
+  monkeypatch.setattr(classifier_lib, 'train_classifier',
+                      lambda dataset, data_dir, config, **k: real_train(dataset, data_dir,
+                                                                        quick, **k))
+  config = _config(tmp_path, None, str(tmp_path / 'own_classifier'), epochs=1)
+  report = trainer.train_and_evaluate(config, log=_quiet)
+  assert report['classifier']['shipped'] is False
+  assert report['reference']['num_examples'] == 10000
+  with open(os.path.join(config.workdir, 'run.json')) as f:
+    assert json.load(f)['config']['data_dir'] == data_dir

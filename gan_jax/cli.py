@@ -1,0 +1,163 @@
+"""The command line: absl flags -> a validated `Config` -> the package.
+
+  gan-jax --dataset=mnist --epochs=30            (the console command)
+  python -m gan_jax --dataset=mnist --epochs=30  (the same)
+  python run.py --dataset=mnist --epochs=30      (the same, from a checkout)
+  gan-jax --mode=sample --workdir=RUN --num_samples=1000 --sample_dir=DIR
+
+The only module that reads flags: it defines them, validates every value
+before anything is written, and hands a `Config` to `gan_jax.trainer`. Errors
+meant for the user (`errors.GanJaxError`) are printed as one ``error: ...``
+line with the error's exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from gan_jax import xla_setup
+
+xla_setup.use_fast_cpu_convolutions()  # Before jax is imported (by absl or below).
+
+from absl import app, flags, logging  # noqa: E402
+
+from gan_jax import config as config_lib, errors  # noqa: E402
+
+_D = config_lib.Config()
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string('dataset', _D.dataset, 'Dataset: mnist or fashion (fashion_mnist also accepted).')
+flags.DEFINE_integer('epochs', _D.epochs, 'Number of training epochs (>= 1).')
+flags.DEFINE_integer('batch_size', _D.batch_size,
+                     'Global batch size; must divide by the number of devices.')
+flags.DEFINE_integer('noise_dim', _D.noise_dim, 'Size of the generator input noise.')
+flags.DEFINE_float('learning_rate', _D.learning_rate, 'Adam learning rate of both networks.')
+flags.DEFINE_float('beta1', _D.beta1, 'Adam beta1 of both networks, in [0, 1).')
+flags.DEFINE_float('label_smoothing', _D.label_smoothing, 'One-sided label smoothing: the '
+                   "discriminator's target for real images is 1 minus this, in [0, 0.5).")
+flags.DEFINE_float('ema_decay', _D.ema_decay, 'Decay of the moving average of the generator '
+                   'weights that samples and evaluations use, in [0, 1); 0: sample with '
+                   'the raw weights.')
+flags.DEFINE_integer('save_interval', _D.save_interval,
+                     'Every N epochs: sample grid, quality evaluation, checkpoint, plots '
+                     '(and always at the last epoch). At most --epochs.')
+flags.DEFINE_string('arch', _D.arch, 'Network: mlp (fully connected; 30 MNIST epochs take '
+                    '~7 min on 2 CPU cores) or dcgan (the TF DCGAN tutorial net; ~24x the '
+                    'compute per image, for GPUs/TPUs).')
+flags.DEFINE_integer('seed', _D.seed, 'Random seed; a run is reproducible given the seed.')
+flags.DEFINE_string('dtype', None, 'Compute dtype: float32 or bfloat16 (mixed precision: '
+                    'bfloat16 compute, float32 parameters and losses). Default: '
+                    'bfloat16 on GPU/TPU, float32 on CPU.')
+flags.DEFINE_string('workdir', _D.workdir, 'Folder for every output and checkpoint; '
+                    'running again in it resumes.')
+flags.DEFINE_string('data_dir', None, 'TFDS data folder; default $TFDS_DATA_DIR, else '
+                    '~/tensorflow_datasets.')
+flags.DEFINE_integer('limit', None, 'Train on the first N training examples only '
+                     '(quick experiments).')
+flags.DEFINE_integer('eval_samples', _D.eval_samples,
+                     'Generated images per quality evaluation (FD, IS).')
+flags.DEFINE_string('classifier_dir', None, 'A folder for your own domain classifier: '
+                    'loaded if it holds one, else trained and saved there. Default: the '
+                    'classifier shipped with gan_jax, so FD and IS compare across machines.')
+flags.DEFINE_bool('retrain_classifier', False, 'Train your own domain classifier into '
+                  '--classifier_dir (default ~/.cache/gan_jax/classifiers/<dataset>).')
+flags.DEFINE_integer('keep_checkpoints', _D.keep_checkpoints, 'Checkpoints to keep.')
+flags.DEFINE_bool('overwrite', False, 'Delete an earlier run in --workdir and start over.')
+flags.DEFINE_bool('tensorboard', False, 'Also log scalars and sample grids to '
+                  'WORKDIR/tensorboard (needs tensorboardX).')
+flags.DEFINE_bool('progress', True, 'Show progress bars (only on a terminal).')
+flags.DEFINE_integer('steps_per_chunk', 0, 'Train steps per device loop call; 0: about a '
+                     'tenth of an epoch.')
+flags.DEFINE_string('mode', 'train', 'train, or sample: write --num_samples images from '
+                    'the latest checkpoint in --workdir.')
+flags.DEFINE_integer('num_samples', _D.num_samples, 'Images to write in --mode=sample.')
+flags.DEFINE_string('sample_dir', None, 'Where --mode=sample writes; default WORKDIR/samples.')
+flags.DEFINE_bool('interactive', False, 'Ask for the six lab parameters (dataset, epochs, '
+                  'batch_size, noise_dim, learning_rate, save_interval) with prompts.')
+flags.DEFINE_bool('distributed', False, 'Multi-host: call jax.distributed.initialize() first '
+                  '(TPU pod slices, several GPU hosts).')
+
+
+def _default_dtype() -> str:
+  import jax
+  return 'float32' if jax.default_backend() == 'cpu' else 'bfloat16'
+
+
+def _config_from_flags() -> config_lib.Config:
+  # The platform default for --dtype is filled in after validation (it needs jax).
+  dtype = FLAGS.dtype or 'float32'
+  return config_lib.Config(
+      dataset=FLAGS.dataset, arch=FLAGS.arch, epochs=FLAGS.epochs,
+      batch_size=FLAGS.batch_size, noise_dim=FLAGS.noise_dim,
+      learning_rate=FLAGS.learning_rate, beta1=FLAGS.beta1, ema_decay=FLAGS.ema_decay,
+      label_smoothing=FLAGS.label_smoothing,
+      save_interval=FLAGS.save_interval, seed=FLAGS.seed, dtype=dtype,
+      workdir=FLAGS.workdir, data_dir=FLAGS.data_dir, limit=FLAGS.limit,
+      eval_samples=FLAGS.eval_samples, classifier_dir=FLAGS.classifier_dir,
+      retrain_classifier=FLAGS.retrain_classifier,
+      keep_checkpoints=FLAGS.keep_checkpoints, overwrite=FLAGS.overwrite,
+      tensorboard=FLAGS.tensorboard, progress=FLAGS.progress,
+      steps_per_chunk=FLAGS.steps_per_chunk, num_samples=FLAGS.num_samples,
+      sample_dir=FLAGS.sample_dir)
+
+
+def _fail(message: str, code: int = 2) -> None:
+  print(f'error: {message}', file=sys.stderr)
+  sys.exit(code)
+
+
+def main(argv: list[str]) -> None:
+  logging.set_verbosity(logging.WARNING)  # Keep JAX's start-up chatter out of the way.
+  # Epoch lines must show up at once in `| tee log`, nohup files and notebooks too.
+  sys.stdout.reconfigure(line_buffering=True)
+  if len(argv) > 1:
+    _fail(f'unexpected arguments {argv[1:]}; every option is a --flag (see --help)')
+  if FLAGS.mode not in config_lib.MODES:
+    _fail(f'--mode: must be one of {", ".join(config_lib.MODES)}; got {FLAGS.mode!r}')
+  if FLAGS.dtype is not None and FLAGS.dtype not in config_lib.DTYPES:
+    _fail(f'--dtype: must be one of {", ".join(config_lib.DTYPES)}; got {FLAGS.dtype!r}')
+  config = _config_from_flags()
+  if not FLAGS['save_interval'].present and config.save_interval > config.epochs:
+    # Only the default is clamped (so --epochs=3 just works); an explicit
+    # --save_interval larger than --epochs is an error below.
+    config = config.replace(save_interval=config.epochs)
+  if FLAGS.interactive:
+    from gan_jax import interactive
+    config = config.replace(**interactive.ask_lab_parameters(config))
+  try:
+    config_lib.validate(config)
+  except ValueError as e:
+    _fail(str(e))
+  if FLAGS.data_dir and not os.path.isdir(FLAGS.data_dir):
+    _fail(f'--data_dir={FLAGS.data_dir} does not exist or is not a folder; point it at the '
+          'folder that holds the prepared TFDS datasets (e.g. ../shared/tfds)')
+
+  import jax  # After validation: bad flags fail within a second.
+  if FLAGS.dtype is None:
+    config = config.replace(dtype=_default_dtype())
+  if FLAGS.distributed:
+    jax.distributed.initialize()
+  if config.batch_size % jax.device_count():
+    _fail(f'--batch_size={config.batch_size} must divide by the {jax.device_count()} '
+          f'devices; use a multiple of {jax.device_count()}')
+
+  from gan_jax import trainer
+  try:
+    if FLAGS.mode == 'sample':
+      trainer.sample_from_run(config)
+    else:
+      trainer.train_and_evaluate(config)
+  except errors.GanJaxError as e:
+    _fail(str(e), code=e.exit_code)
+  except KeyboardInterrupt:
+    _fail('interrupted; the last saved checkpoint is kept. Run the same command again '
+          'to resume from it.', code=130)
+
+
+def run() -> None:
+  """Starts the command line (run.py, the `gan-jax` command, `python -m gan_jax`)."""
+  # --helpshort lists the main program's key flags; make ours theirs.
+  for flag in FLAGS.get_key_flags_for_module(__name__):
+    FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+  app.run(main)
