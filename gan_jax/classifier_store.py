@@ -188,9 +188,16 @@ def load(dataset: str, directory: str, shipped: bool = False) -> StoredClassifie
   params_dir = os.path.join(directory, PARAMS_DIR)
   if not os.path.isdir(params_dir):
     raise _error(directory, f'the weights folder {params_dir} is missing')
-  abstract = jax.eval_shape(classifier_lib.init_params, jax.random.key(0))
+  # Each process loads its own copy onto one of its own devices, without the
+  # multi-process coordination Orbax uses for a run's checkpoints.
+  local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  abstract = jax.tree_util.tree_map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=local),
+      jax.eval_shape(classifier_lib.init_params, jax.random.key(0)))
+  this_process = ocp.options.MultiprocessingOptions(
+      primary_host=jax.process_index(), active_processes={jax.process_index()})
   try:
-    with ocp.StandardCheckpointer() as ckptr:
+    with ocp.StandardCheckpointer(multiprocessing_options=this_process) as ckptr:
       params = ckptr.restore(params_dir, abstract)
   except Exception as e:  # Orbax/TensorStore raise many types for bad files.
     raise _error(directory, f'cannot restore the weights in {params_dir} '

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 
 from gan_jax import xla_setup
 
@@ -75,8 +76,17 @@ flags.DEFINE_integer('num_samples', _D.num_samples, 'Images to write in --mode=s
 flags.DEFINE_string('sample_dir', None, 'Where --mode=sample writes; default WORKDIR/samples.')
 flags.DEFINE_bool('interactive', False, 'Ask for the six lab parameters (dataset, epochs, '
                   'batch_size, noise_dim, learning_rate, save_interval) with prompts.')
-flags.DEFINE_bool('distributed', False, 'Multi-host: call jax.distributed.initialize() first '
-                  '(TPU pod slices, several GPU hosts).')
+flags.DEFINE_bool('distributed', False, 'Several processes (TPU pod slices, several GPU '
+                  'hosts, or processes on one machine): start the same command in each. '
+                  'Without the three flags below, jax.distributed.initialize() finds its '
+                  'peers itself (Cloud TPU, SLURM, JAX_COORDINATOR_ADDRESS...).')
+flags.DEFINE_string('coordinator_address', None, 'With --distributed: host:port of process 0, '
+                    'the same in every process.')
+flags.DEFINE_integer('num_processes', None, 'With --distributed: how many processes take part.')
+flags.DEFINE_integer('process_id', None, 'With --distributed: this process, 0 .. '
+                     'num_processes-1 (0 writes the outputs).')
+flags.DEFINE_integer('distributed_timeout', 120, 'With --distributed: seconds to wait for '
+                     'every process to join before giving up with an error.')
 
 
 def _default_dtype() -> str:
@@ -107,6 +117,54 @@ def _fail(message: str, code: int = 2) -> None:
   sys.exit(code)
 
 
+def _check_distributed_flags() -> None:
+  given = [name for name in ('coordinator_address', 'num_processes', 'process_id')
+           if FLAGS[name].value is not None]
+  if given and not FLAGS.distributed:
+    _fail(f'--{given[0]} needs --distributed')
+  if given and len(given) < 3:
+    _fail('--distributed: give all of --coordinator_address, --num_processes and '
+          '--process_id, or none of them (to let jax.distributed.initialize() find them)')
+  if given:
+    if FLAGS.num_processes < 1:
+      _fail(f'--num_processes: must be at least 1, got {FLAGS.num_processes}')
+    if not 0 <= FLAGS.process_id < FLAGS.num_processes:
+      _fail(f'--process_id: must be in [0, {FLAGS.num_processes}), got {FLAGS.process_id}')
+    if ':' not in FLAGS.coordinator_address:
+      _fail(f'--coordinator_address: must be host:port, got {FLAGS.coordinator_address!r}')
+  if FLAGS.distributed_timeout < 1:
+    _fail(f'--distributed_timeout: must be at least 1 second, got {FLAGS.distributed_timeout}')
+
+
+def _start_distributed(jax) -> None:
+  """jax.distributed.initialize, with one clear error instead of XLA's abort.
+
+  When a peer never shows up, XLA aborts the process with a stack trace after
+  its own deadline; a watchdog that fires first prints one line and exits 2.
+  """
+  timeout = FLAGS.distributed_timeout
+  who = (f'process {FLAGS.process_id} of {FLAGS.num_processes}'
+         if FLAGS.process_id is not None else 'this process')
+
+  def give_up():
+    where = FLAGS.coordinator_address or 'the address jax.distributed found'
+    print(f'error: --distributed: {who} could not join the others at {where} within '
+          f'{timeout} s; start every process with the same --coordinator_address and '
+          '--num_processes (process 0 runs the coordinator), or raise '
+          '--distributed_timeout', file=sys.stderr, flush=True)
+    os._exit(2)  # XLA is blocked in C++: exit without waiting for it.
+
+  watchdog = threading.Timer(timeout, give_up)
+  watchdog.daemon = True
+  watchdog.start()
+  # CPU processes exchange their collectives through gloo (GPU/TPU ignore this).
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  jax.distributed.initialize(
+      coordinator_address=FLAGS.coordinator_address, num_processes=FLAGS.num_processes,
+      process_id=FLAGS.process_id, initialization_timeout=timeout + 60)
+  watchdog.cancel()
+
+
 def main(argv: list[str]) -> None:
   logging.set_verbosity(logging.WARNING)  # Keep JAX's start-up chatter out of the way.
   # Epoch lines must show up at once in `| tee log`, nohup files and notebooks too.
@@ -129,15 +187,16 @@ def main(argv: list[str]) -> None:
     config_lib.validate(config)
   except ValueError as e:
     _fail(str(e))
+  _check_distributed_flags()
   if FLAGS.data_dir and not os.path.isdir(FLAGS.data_dir):
     _fail(f'--data_dir={FLAGS.data_dir} does not exist or is not a folder; point it at the '
           'folder that holds the prepared TFDS datasets (e.g. ../shared/tfds)')
 
   import jax  # After validation: bad flags fail within a second.
+  if FLAGS.distributed:  # Before anything that starts a jax backend.
+    _start_distributed(jax)
   if FLAGS.dtype is None:
     config = config.replace(dtype=_default_dtype())
-  if FLAGS.distributed:
-    jax.distributed.initialize()
   if config.batch_size % jax.device_count():
     _fail(f'--batch_size={config.batch_size} must divide by the {jax.device_count()} '
           f'devices; use a multiple of {jax.device_count()}')

@@ -10,15 +10,11 @@ metrics)``:
   DCGAN tutorial and the PyTorch DCGAN example do), computing the generator's
   forward pass once for both.
 
-An epoch never leaves the device: the training images live in device memory,
-the permutation is drawn on the device, and on GPU/TPU `train_chunk` runs a
-`lax.scan` over many steps with the state donated, so Python touches the loop
-once per chunk. On XLA:CPU a scanned step is many times slower than the same
-step jitted alone (see `run_chunk`), so there the chunk is a Python loop of
-jitted steps, still with the data, shuffling and metrics on the device. With
-several devices the batch is sharded over a ``'data'`` mesh axis and the
-state is replicated (`jax.sharding`); XLA inserts the gradient
-all-reduce.
+`run_chunk` runs many steps in one jitted `lax.scan` with the state donated,
+so Python touches the loop once per chunk. Its batches come sharded over a
+``'data'`` mesh axis with the state replicated (`jax.sharding`), on one device
+or many, in one process or several (`gan_jax.multihost`); XLA inserts the
+gradient all-reduce.
 """
 
 from __future__ import annotations
@@ -225,69 +221,27 @@ def train_step(state: GANState, batch: jax.Array, rng: jax.Array
   return _with_generator(state, g), {**d_metrics, 'g_loss': g_loss}
 
 
-def train_batch(state: GANState, images: jax.Array, idx: jax.Array, rng: jax.Array,
-                data_sharding: NamedSharding | None = None) -> tuple[GANState, Metrics]:
-  """One train step on the rows `idx` of the on-device training set.
-
-  Args:
-    state: the GAN state (donated when jitted with `jit_train_batch`).
-    images: the whole training set on the device, (N, 28, 28, 1).
-    idx: (batch_size,) int32 rows of `images`.
-    rng: the run's training key; the step folds in its global step number, so
-      results do not depend on how an epoch is cut into chunks or resumed.
-    data_sharding: where to put the batch (sharded on 'data'), or None.
-  """
-  batch = images[idx]
-  if data_sharding is not None:
-    batch = jax.lax.with_sharding_constraint(batch, data_sharding)
+def train_batch(state: GANState, batch: jax.Array, rng: jax.Array
+                ) -> tuple[GANState, Metrics]:
+  """`train_step` with the step number folded into the run's key, so results do
+  not depend on how an epoch is cut into chunks or resumed."""
   return train_step(state, batch, jax.random.fold_in(rng, state.generator.step))
 
 
-def train_chunk(state: GANState, images: jax.Array, batch_indices: jax.Array,
-                rng: jax.Array, data_sharding: NamedSharding | None = None
+def train_chunk(state: GANState, batches: jax.Array, rng: jax.Array
                 ) -> tuple[GANState, Metrics]:
-  """Runs len(batch_indices) `train_batch` steps in one `lax.scan` on the device.
+  """Runs one `train_batch` per row of `batches` (steps, batch, 28, 28, 1) in
+  one `lax.scan`, so Python touches the loop once per chunk.
 
   Returns:
     The new state and the sums over the chunk's steps of each metric.
   """
-  def body(state, idx):
-    return train_batch(state, images, idx, rng, data_sharding)
-
-  state, metrics = jax.lax.scan(body, state, batch_indices)
+  state, metrics = jax.lax.scan(lambda s, batch: train_batch(s, batch, rng), state, batches)
   return state, jax.tree_util.tree_map(jnp.sum, metrics)
 
 
-jit_train_chunk = jax.jit(train_chunk, donate_argnums=(0,),
-                          static_argnames=('data_sharding',))
-jit_train_batch = jax.jit(train_batch, donate_argnums=(0,),
-                          static_argnames=('data_sharding',))
-
-
-def run_chunk(state: GANState, images: jax.Array, batch_indices: jax.Array,
-              rng: jax.Array, data_sharding: NamedSharding | None = None,
-              scan: bool | None = None) -> tuple[GANState, Metrics]:
-  """Trains on each row of `batch_indices`; returns the state and metric sums.
-
-  On GPU/TPU the chunk is one `lax.scan` (`jit_train_chunk`): no per-step
-  Python dispatch. On XLA:CPU a loop body runs far slower than the same step
-  compiled on its own (measured here, DCGAN batch 128: 6 img/s inside
-  `lax.scan` against 128 img/s as separate calls; the MLP ~3x), so there each
-  step is one jitted call (`jit_train_batch`); dispatch costs microseconds
-  against steps of milliseconds. Metrics stay on the device either way.
-
-  Args:
-    scan: force one path; None picks by platform.
-  """
-  if scan is None:
-    scan = jax.default_backend() != 'cpu'
-  if scan:
-    return jit_train_chunk(state, images, batch_indices, rng, data_sharding)
-  sums = None
-  for i in range(batch_indices.shape[0]):
-    state, metrics = jit_train_batch(state, images, batch_indices[i], rng, data_sharding)
-    sums = metrics if sums is None else jax.tree_util.tree_map(jnp.add, sums, metrics)
-  return state, sums
+# The state is donated: the chunk updates it in place.
+run_chunk = jax.jit(train_chunk, donate_argnums=(0,))
 
 
 @functools.partial(jax.jit, static_argnames=('num_examples', 'steps', 'batch_size'))
@@ -343,9 +297,3 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
 def param_count(params: Any) -> int:
   """The number of scalars in a parameter tree."""
   return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(params)))
-
-
-def to_host(tree: Any) -> Any:
-  """Device arrays -> NumPy (e.g. for metrics)."""
-  return jax.tree_util.tree_map(np.asarray, jax.device_get(tree))
-

@@ -43,7 +43,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
-from gan_jax import checkpoints, errors, files, images, input_pipeline, train
+from gan_jax import checkpoints, errors, files, images, input_pipeline, multihost, train
 from gan_jax.config import Config
 
 Log = Callable[[str], None]
@@ -154,9 +154,11 @@ def prepare_workdir(config: Config, log: Log) -> None:
   present = [name for name in OUTPUTS if os.path.exists(os.path.join(workdir, name))]
   if config.overwrite and present:
     log(f'--overwrite: removing the earlier run in {workdir} ({", ".join(present)})')
-    for name in present:
-      path = os.path.join(workdir, name)
-      shutil.rmtree(path) if os.path.isdir(path) else os.unlink(path)
+    if multihost.is_main():
+      for name in present:
+        path = os.path.join(workdir, name)
+        shutil.rmtree(path) if os.path.isdir(path) else os.unlink(path)
+    multihost.sync('overwrite')
   elif present and not checkpoints.has_checkpoint(workdir):
     raise RunError(
         f'{workdir} already holds outputs of a run ({", ".join(present)}) but no '
@@ -241,10 +243,15 @@ def checkpoint_tree(state: train.GANState, fixed_noise: jax.Array) -> dict[str, 
   return {'gan': state, 'fixed_noise': fixed_noise}
 
 
-def _initial_progress(config: Config, keys: dict[str, jax.Array]) -> _Progress:
-  return _Progress(state=train.create_state(config, keys['init']),
-                   fixed_noise=train.sample_noise(keys['grid'], GRID_NOISE, config.noise_dim),
-                   history=[], start_epoch=0)
+def _initial_progress(config: Config, keys: dict[str, jax.Array], mesh=None) -> _Progress:
+  """A new run's starting point; with a mesh, its arrays replicated on it (the
+  form every process saves and restores checkpoints in)."""
+  state = train.create_state(config, keys['init'])
+  fixed_noise = train.sample_noise(keys['grid'], GRID_NOISE, config.noise_dim)
+  if mesh is not None:
+    state = train.replicate(state, mesh)
+    fixed_noise = train.replicate(np.asarray(fixed_noise), mesh)
+  return _Progress(state=state, fixed_noise=fixed_noise, history=[], start_epoch=0)
 
 
 def _resume(manager, config: Config, fresh: _Progress, log: Log) -> _Progress:
@@ -264,8 +271,8 @@ def _resume(manager, config: Config, fresh: _Progress, log: Log) -> _Progress:
 
 
 def _save_checkpoint(manager, config: Config, epoch: int, progress: _Progress) -> None:
-  checkpoints.save(manager, epoch,
-                   checkpoint_tree(jax.device_get(progress.state), progress.fixed_noise),
+  """Every process takes part (Orbax writes each array once)."""
+  checkpoints.save(manager, epoch, checkpoint_tree(progress.state, progress.fixed_noise),
                    {'epoch': epoch, 'config': config.__dict__, 'history': progress.history})
 
 
@@ -281,7 +288,7 @@ def _cleaned_up_on_failure(workdir: str) -> Iterator[None]:
   try:
     yield
   except BaseException:
-    if not checkpoints.has_checkpoint(workdir):
+    if multihost.is_main() and not checkpoints.has_checkpoint(workdir):
       for name in OUTPUTS:
         path = os.path.join(workdir, name)
         if name not in before and os.path.lexists(path):
@@ -323,6 +330,8 @@ def train_and_evaluate(config: Config, log: Log = print) -> dict[str, Any]:
     NonFiniteLossError: a loss became NaN/inf (the last good checkpoint stays).
   """
   t_start = time.time()
+  if not multihost.is_main():
+    log = _quiet  # Process 0 prints for everyone.
   # Set-up: everything that can fail on bad input, before anything is written.
   config = config.replace(data_dir=input_pipeline.resolve_data_dir(config.data_dir))
   data = _load_training_data(config)
@@ -331,9 +340,12 @@ def train_and_evaluate(config: Config, log: Log = print) -> dict[str, Any]:
   workdir = os.path.abspath(config.workdir)
   with _cleaned_up_on_failure(workdir):
     keys = _keys(config.seed)
-    os.makedirs(workdir, exist_ok=True)
+    mesh = train.make_mesh()
+    if multihost.is_main():
+      os.makedirs(workdir, exist_ok=True)
+    multihost.sync('workdir')
     manager = checkpoints.make_manager(workdir, config.keep_checkpoints)
-    progress = _resume(manager, config, _initial_progress(config, keys), log)
+    progress = _resume(manager, config, _initial_progress(config, keys, mesh), log)
     report_path = os.path.join(workdir, 'report.json')
     if progress.start_epoch >= config.epochs and os.path.exists(report_path):
       # Nothing to do: keep the finished run's outputs (and their wall times) as they are.
@@ -341,43 +353,55 @@ def train_and_evaluate(config: Config, log: Log = print) -> dict[str, Any]:
           f'in {workdir}; pass a larger --epochs to train on, or --overwrite to start over')
       with open(report_path) as f:
         return json.load(f)
-    # Drop the log lines of epochs after the checkpoint: they are redone.
-    files.write_jsonl(os.path.join(workdir, 'metrics.jsonl'), progress.history)
-    files.write_json(os.path.join(workdir, 'run.json'), run_info(config, evaluator))
-    images_per_s = _train_epochs(config, data, progress, manager, keys, evaluator, log)
+    if multihost.is_main():
+      # Drop the log lines of epochs after the checkpoint: they are redone.
+      files.write_jsonl(os.path.join(workdir, 'metrics.jsonl'), progress.history)
+      files.write_json(os.path.join(workdir, 'run.json'), run_info(config, evaluator))
+    images_per_s = _train_epochs(config, data, mesh, progress, manager, keys, evaluator, log)
 
-  report = _final_outputs(config, workdir, progress.state, keys, evaluator,
-                          progress.history, log)
+  if not multihost.is_main():
+    multihost.sync('final outputs')
+    return {}
+  report = _final_outputs(config, workdir, multihost.local_copy(progress.state), keys,
+                          evaluator, progress.history, log)
   report['wall_seconds'] = round(time.time() - t_start, 1)
   report['mean_images_per_s'] = (round(float(np.mean(images_per_s)), 1)
                                  if images_per_s else None)
   files.write_json(report_path, report)
   _print_summary(workdir, report, log)
+  multihost.sync('final outputs')
   return report
 
 
-def _train_epochs(config: Config, data: input_pipeline.Split, progress: _Progress,
+def _quiet(*_: Any) -> None:
+  pass
+
+
+def _train_epochs(config: Config, data: input_pipeline.Split, mesh, progress: _Progress,
                   manager, keys: dict[str, jax.Array], evaluator: _Evaluator,
                   log: Log) -> list[float]:
   """The epoch loop, from `progress.start_epoch` to `config.epochs`; updates
-  `progress` in place and returns the training speed of each epoch."""
+  `progress` in place and returns the training speed of each epoch.
+
+  Each chunk of steps is fed from the host: the global batches are the same
+  in every process (they derive from --seed), and each process puts only its
+  own rows of them on its devices.
+  """
   workdir = os.path.abspath(config.workdir)
   num_examples = len(data.images)
-  mesh = train.make_mesh()
-  data_sharding = NamedSharding(mesh, P('data')) if jax.device_count() > 1 else None
-  progress.state = train.replicate(progress.state, mesh)
-  device_images = train.replicate(jnp.asarray(data.images), mesh)
+  batch_sharding = NamedSharding(mesh, P(None, 'data'))  # (steps, batch, ...)
+  rows = multihost.process_rows(batch_sharding, (1, config.batch_size), axis=1)
   steps = num_examples // config.batch_size
   chunk = config.steps_per_chunk or max(1, math.ceil(steps / 10))
   # <= 0 only when a finished run lost its final outputs (killed while writing
   # them): they are made again after this loop.
   epochs_left = max(0, config.epochs - progress.start_epoch)
-  show_bar = config.progress and sys.stdout.isatty()
+  show_bar = config.progress and sys.stdout.isatty() and multihost.is_main()
   bar = tqdm(total=epochs_left * steps * config.batch_size, unit='img', unit_scale=True,
              disable=not show_bar, dynamic_ncols=True, leave=False)
   write = bar.write if show_bar else log
   tb = None
-  if config.tensorboard:
+  if config.tensorboard and multihost.is_main():
     from gan_jax.tensorboard import TensorBoardWriter
     tb = TensorBoardWriter(os.path.join(workdir, 'tensorboard'))
   images_per_s = []
@@ -385,12 +409,14 @@ def _train_epochs(config: Config, data: input_pipeline.Split, progress: _Progres
     for epoch in range(progress.start_epoch + 1, config.epochs + 1):
       bar.set_description(f'Epoch {epoch}/{config.epochs}')
       t0 = time.time()
-      idx = train.epoch_batches(jax.random.fold_in(keys['shuffle'], epoch),
-                                num_examples, steps, config.batch_size)
+      idx = np.asarray(train.epoch_batches(jax.random.fold_in(keys['shuffle'], epoch),
+                                           num_examples, steps, config.batch_size))
       sums = {k: 0.0 for k in train.METRIC_NAMES}
       for lo in range(0, steps, chunk):
-        progress.state, m = train.run_chunk(progress.state, device_images,
-                                            idx[lo:lo + chunk], keys['train'], data_sharding)
+        local = data.images[idx[lo:lo + chunk, rows]]
+        batches = jax.make_array_from_process_local_data(
+            batch_sharding, local, (len(local), config.batch_size) + local.shape[2:])
+        progress.state, m = train.run_chunk(progress.state, batches, keys['train'])
         for k, v in jax.device_get(m).items():
           sums[k] += float(v)
         bar.update(min(chunk, steps - lo) * config.batch_size)
@@ -411,13 +437,17 @@ def _train_epochs(config: Config, data: input_pipeline.Split, progress: _Progres
       if is_save_epoch(epoch, config):
         record.update(_save_epoch_outputs(config, epoch, progress, keys, evaluator, write, tb))
       progress.history.append(record)
-      files.write_jsonl(os.path.join(workdir, 'metrics.jsonl'), progress.history)
+      if multihost.is_main():
+        files.write_jsonl(os.path.join(workdir, 'metrics.jsonl'), progress.history)
       if tb:
         tb.scalars(epoch, record)
-      if is_save_epoch(epoch, config) or interrupt['stop']:
+      # A signal to any process stops them all at the same epoch.
+      stop = multihost.any_process(interrupt['stop'])
+      if is_save_epoch(epoch, config) or stop:
         _save_checkpoint(manager, config, epoch, progress)
-        _write_plots(workdir, evaluator.reference)
-      if interrupt['stop']:
+        if multihost.is_main():
+          _write_plots(workdir, evaluator.reference)
+      if stop:
         bar.close()
         raise Interrupted(
             f'stopped after epoch {epoch}/{config.epochs}; checkpoint saved in '
@@ -431,9 +461,16 @@ def _train_epochs(config: Config, data: input_pipeline.Split, progress: _Progres
 def _save_epoch_outputs(config: Config, epoch: int, progress: _Progress,
                         keys: dict[str, jax.Array], evaluator: _Evaluator, write: Log,
                         tb: Any) -> dict[str, Any]:
-  """The fixed-noise grid and a quality evaluation; returns the quality figures."""
+  """The fixed-noise grid and a quality evaluation; returns the quality figures.
+
+  Only process 0 samples and evaluates (the others return {}): its history is
+  the one the checkpoint and metrics.jsonl keep.
+  """
+  if not multihost.is_main():
+    return {}
   workdir = os.path.abspath(config.workdir)
-  grid_images = train.generate(progress.state, progress.fixed_noise)
+  state = multihost.local_copy(progress.state)
+  grid_images = train.generate(state, multihost.local_copy(progress.fixed_noise))
   images.save_grid(os.path.join(workdir, 'generated_samples', f'epoch_{epoch:02d}.png'),
                    grid_images, 5, 5)
   t_eval = time.time()
