@@ -11,11 +11,10 @@ metrics)``:
   forward pass once for both.
 
 An epoch never leaves the device: the training images live in device memory,
-the permutation is drawn on the device, and on GPU/TPU `train_chunk` runs a
-`lax.scan` over many steps with the state donated, so Python touches the loop
-once per chunk. On XLA:CPU a scanned step is many times slower than the same
-step jitted alone (see `run_chunk`), so there the chunk is a Python loop of
-jitted steps, still with the data, shuffling and metrics on the device. With
+the permutation is drawn on the device, and `train_chunk` runs a `lax.scan`
+over many steps with the state donated, so Python touches the loop once per
+chunk, on every backend (on XLA:CPU this is as fast as separate jitted steps
+because `gan_jax.layers` emits only NHWC/HWIO convolutions). With
 several devices the batch is sharded over a ``'data'`` mesh axis and the
 state is replicated (`jax.sharding`); XLA inserts the gradient
 all-reduce.
@@ -230,7 +229,7 @@ def train_batch(state: GANState, images: jax.Array, idx: jax.Array, rng: jax.Arr
   """One train step on the rows `idx` of the on-device training set.
 
   Args:
-    state: the GAN state (donated when jitted with `jit_train_batch`).
+    state: the GAN state.
     images: the whole training set on the device, (N, 28, 28, 1).
     idx: (batch_size,) int32 rows of `images`.
     rng: the run's training key; the step folds in its global step number, so
@@ -260,34 +259,18 @@ def train_chunk(state: GANState, images: jax.Array, batch_indices: jax.Array,
 
 jit_train_chunk = jax.jit(train_chunk, donate_argnums=(0,),
                           static_argnames=('data_sharding',))
-jit_train_batch = jax.jit(train_batch, donate_argnums=(0,),
-                          static_argnames=('data_sharding',))
 
 
 def run_chunk(state: GANState, images: jax.Array, batch_indices: jax.Array,
-              rng: jax.Array, data_sharding: NamedSharding | None = None,
-              scan: bool | None = None) -> tuple[GANState, Metrics]:
+              rng: jax.Array, data_sharding: NamedSharding | None = None
+              ) -> tuple[GANState, Metrics]:
   """Trains on each row of `batch_indices`; returns the state and metric sums.
 
-  On GPU/TPU the chunk is one `lax.scan` (`jit_train_chunk`): no per-step
-  Python dispatch. On XLA:CPU a loop body runs far slower than the same step
-  compiled on its own (measured here, DCGAN batch 128: 6 img/s inside
-  `lax.scan` against 128 img/s as separate calls; the MLP ~3x), so there each
-  step is one jitted call (`jit_train_batch`); dispatch costs microseconds
-  against steps of milliseconds. Metrics stay on the device either way.
-
-  Args:
-    scan: force one path; None picks by platform.
+  One `lax.scan` over the chunk (`jit_train_chunk`) on every backend: no
+  per-step Python dispatch, metrics stay on the device. (`experiments/
+  epoch_loop.py --no-scan` times the per-step alternative; README, "Speed".)
   """
-  if scan is None:
-    scan = jax.default_backend() != 'cpu'
-  if scan:
-    return jit_train_chunk(state, images, batch_indices, rng, data_sharding)
-  sums = None
-  for i in range(batch_indices.shape[0]):
-    state, metrics = jit_train_batch(state, images, batch_indices[i], rng, data_sharding)
-    sums = metrics if sums is None else jax.tree_util.tree_map(jnp.add, sums, metrics)
-  return state, sums
+  return jit_train_chunk(state, images, batch_indices, rng, data_sharding)
 
 
 @functools.partial(jax.jit, static_argnames=('num_examples', 'steps', 'batch_size'))
@@ -343,9 +326,3 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
 def param_count(params: Any) -> int:
   """The number of scalars in a parameter tree."""
   return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(params)))
-
-
-def to_host(tree: Any) -> Any:
-  """Device arrays -> NumPy (e.g. for metrics)."""
-  return jax.tree_util.tree_map(np.asarray, jax.device_get(tree))
-

@@ -22,15 +22,12 @@ _SAME_STEP = textwrap.dedent('''
       images = jax.random.uniform(jax.random.PRNGKey(3), (64, 28, 28, 1), minval=-1, maxval=1)
       idx = train.epoch_batches(jax.random.PRNGKey(0), 64, 2, 32)
       rng = jax.random.PRNGKey(7)
-      # The scanned (GPU/TPU) path for the MLP, the per-step (CPU) path for the
-      # DCGAN, whose convolutions are very slow inside a loop on XLA:CPU.
-      scan = arch == 'mlp'
       single, m1 = train.run_chunk(train.create_state(config, jax.random.PRNGKey(0)),
-                                   images, idx, rng, scan=scan)
+                                   images, idx, rng)
       mesh = train.make_mesh()
       sharded_state = train.replicate(train.create_state(config, jax.random.PRNGKey(0)), mesh)
       multi, m8 = train.run_chunk(sharded_state, train.replicate(images, mesh), idx, rng,
-                                  NamedSharding(mesh, P('data')), scan=scan)
+                                  NamedSharding(mesh, P('data')))
       leaf = jax.tree_util.tree_leaves(multi.generator.params)[0]
       assert len(leaf.sharding.device_set) == 8, leaf.sharding
       # Summation order differs across devices; Adam's first steps (g/sqrt(g^2))
