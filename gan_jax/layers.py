@@ -83,6 +83,7 @@ def _conv2d_fwd(x, kernel, strides, pads, precision):
 
 def _conv2d_bwd(strides, pads, precision, res, dy):
   x, kernel = res
+  x_dtype = x.dtype
   kh, kw = kernel.shape[:2]
   dx_pads, dk_pads = [], []
   for (lo, _), k, s, n_in, n_out in zip(pads, (kh, kw), strides, x.shape[1:3], dy.shape[1:3]):
@@ -102,14 +103,17 @@ def _conv2d_bwd(strides, pads, precision, res, dy):
   # dk[a, c, o] = sum_{n, i} x_pad[n, s*i + a, c] dy[n, i, o]: the batch is the
   # contraction, so x^T (C, H, W, N) is the "input" and dy (OH, OW, N, O) the
   # "kernel", dilated by the stride; the result is (C, KH, KW, O).
-  # x is padded before the transpose, not by the convolution: XLA swaps a
-  # convolution's operands (out of NHWC/HWIO) when its kernel, here dy, is
-  # spatially larger than its input, e.g. for a 'VALID' transposed conv.
-  x_pad = lax.pad(x, jnp.zeros((), x.dtype),
-                  ((0, 0, 0), (*dk_pads[0], 0), (*dk_pads[1], 0), (0, 0, 0)))
-  dk = _nhwc_conv(x_pad.transpose(3, 1, 2, 0), dy.transpose(1, 2, 0, 3), (1, 1),
-                  ((0, 0), (0, 0)), precision, rhs_dilation=strides)
-  return dx.astype(x.dtype), dk.transpose(1, 2, 0, 3).astype(kernel.dtype)
+  if np.prod(dy.shape[1:3]) > np.prod(x.shape[1:3]):
+    # XLA swaps a convolution's operands (leaving NHWC/HWIO) when its kernel,
+    # here dy, is spatially larger than its unpadded input (e.g. a 'VALID'
+    # transposed conv); padding x before the transpose prevents that. Not
+    # done otherwise: the convolution's own padding costs no copy.
+    x = lax.pad(x, jnp.zeros((), x.dtype),
+                ((0, 0, 0), (*dk_pads[0], 0), (*dk_pads[1], 0), (0, 0, 0)))
+    dk_pads = [(0, 0), (0, 0)]
+  dk = _nhwc_conv(x.transpose(3, 1, 2, 0), dy.transpose(1, 2, 0, 3), (1, 1),
+                  dk_pads, precision, rhs_dilation=strides)
+  return dx.astype(x_dtype), dk.transpose(1, 2, 0, 3).astype(kernel.dtype)
 
 
 conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
