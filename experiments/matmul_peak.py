@@ -2,7 +2,7 @@
 
 A ceiling for the train steps: a GAN step cannot run its dots faster than
 XLA runs a large matmul. bfloat16 operands are multiplied with float32
-accumulation and output (`preferred_element_type`), as gan_jax/layers.py does.
+accumulation and output (`preferred_element_type`), the fastest form here.
 
 Usage:
   python experiments/matmul_peak.py

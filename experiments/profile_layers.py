@@ -9,7 +9,7 @@ the machine is shared), and the effective TFLOP/s of the useful work (the flax l
 
 Usage:
   python experiments/profile_layers.py [--batch_size=256] [--reps=7]
-      [--dtypes=float32,bfloat16] [--impls=flax,matmul,lax] [--layers=g_ct2,...]
+      [--dtypes=float32,bfloat16] [--impls=flax,gan_jax] [--layers=g_ct2,...]
 XLA flags can be tried by setting XLA_FLAGS in the environment.
 """
 
@@ -43,7 +43,7 @@ LAYERS = {
 
 def make_module(kind: str, features: int, stride: int | None, use_bias: bool,
                 impl: str, dtype) -> nn.Module | None:
-  """The layer as flax ('flax') or gan_jax.layers (`impl`) would build it."""
+  """The layer as flax ('flax') or gan_jax.layers ('gan_jax') builds it."""
   if kind == 'dense':
     return nn.Dense(features, use_bias=use_bias, dtype=dtype)
   kw = dict(kernel_size=(5, 5), strides=(stride, stride), padding='SAME',
@@ -52,7 +52,7 @@ def make_module(kind: str, features: int, stride: int | None, use_bias: bool,
     cls = nn.ConvTranspose if kind == 'convT' else nn.Conv
     return cls(features, **kw)
   cls = layers.ConvTranspose if kind == 'convT' else layers.Conv
-  return cls(features, impl=impl, **kw)
+  return cls(features, **kw)
 
 
 def bench(fn: Callable, *args, reps: int) -> tuple[float, float]:
@@ -77,13 +77,13 @@ def main() -> None:
   p.add_argument('--batch_size', type=int, default=256)
   p.add_argument('--reps', type=int, default=7)
   p.add_argument('--dtypes', default='float32,bfloat16')
-  p.add_argument('--impls', default='flax,matmul,lax')
+  p.add_argument('--impls', default='flax,gan_jax')
   p.add_argument('--layers', default=','.join(LAYERS))
   args = p.parse_args()
 
   print(f'jax {jax.__version__}, devices {jax.devices()}, '
         f'XLA_FLAGS={os.environ.get("XLA_FLAGS", "")!r}')
-  header = (f'{"layer":8s} {"dtype":8s} {"impl":6s} | {"fwd ms (cpu)":>16s} | '
+  header = (f'{"layer":8s} {"dtype":8s} {"impl":7s} | {"fwd ms (cpu)":>16s} | '
             f'{"fwd+grad ms (cpu)":>18s} | {"GFLOP":>6s} {"fwd TF/s":>8s} '
             f'{"f+g TF/s":>8s}')
   print(header)
@@ -113,7 +113,7 @@ def main() -> None:
           flops = fwd.lower(params, x).compile().cost_analysis()['flops']
         t_f, m_f = bench(fwd, params, x, reps=args.reps)
         t_g, m_g = bench(fwd_grad, params, x, ct, reps=args.reps)
-        print(f'{name:8s} {dtype_name:8s} {impl:6s} | '
+        print(f'{name:8s} {dtype_name:8s} {impl:7s} | '
               f'{t_f * 1e3:7.2f} ({m_f * 1e3:6.2f}) | '
               f'{t_g * 1e3:8.2f} ({m_g * 1e3:7.2f}) | '
               f'{flops / 1e9:6.2f} {flops / t_f / 1e12:8.3f} '

@@ -11,7 +11,9 @@ metrics)``:
   forward pass once for both.
 
 `run_chunk` runs many steps in one jitted `lax.scan` with the state donated,
-so Python touches the loop once per chunk. Its batches come sharded over a
+so Python touches the loop once per chunk, on every backend (on XLA:CPU as
+fast as separate jitted steps, because `gan_jax.layers` emits only NHWC/HWIO
+convolutions). Its batches come sharded over a
 ``'data'`` mesh axis with the state replicated (`jax.sharding`), on one device
 or many, in one process or several (`gan_jax.multihost`); XLA inserts the
 gradient all-reduce.

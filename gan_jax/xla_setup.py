@@ -2,7 +2,7 @@
 
 XLA:CPU runs convolutions fastest on Eigen rather than inside its default
 YNNPACK fusions: with `CPU_CONV_FLAG` the DCGAN train step is ~25% faster,
-with results equal to float rounding (measurements in gan_jax/layers.py). It
+with results equal to float rounding (measurements in README.md, Speed). It
 must be in XLA_FLAGS before jax is imported, so the library never sets it on
 import; entry points call `use_fast_cpu_convolutions()` first thing.
 """

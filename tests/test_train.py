@@ -69,6 +69,26 @@ def test_epoch_batches_is_a_permutation_cut_into_full_batches():
   assert not np.array_equal(idx, other)
 
 
+def _assert_trees_close(a, b, rtol=1e-5, atol=1e-6):
+  for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
+
+
+def _assert_states_close(a, b):
+  """Equal to float32 rounding after a few Adam steps.
+
+  Adam's first steps move each parameter by about lr * g / (|g| + eps), so a
+  gradient entry near eps (1e-8) turns rounding into up to ~2 lr. So: all but
+  a few values equal to rounding, none further off than that.
+  """
+  x = np.concatenate([np.ravel(t) for t in jax.tree_util.tree_leaves(a)])
+  y = np.concatenate([np.ravel(t) for t in jax.tree_util.tree_leaves(b)])
+  assert x.shape == y.shape
+  off = ~np.isclose(x, y, rtol=1e-4, atol=1e-6)
+  assert off.mean() < 1e-4, (off.sum(), x.size)
+  np.testing.assert_allclose(x, y, rtol=0, atol=2.5 * Config().learning_rate)
+
+
 def _batches(n=64, steps=4, batch_size=16):
   """(steps, batch_size, 28, 28, 1) batches of a permutation of n random images."""
   return _batch(n)[train.epoch_batches(jax.random.PRNGKey(0), n, steps, batch_size)]
@@ -82,9 +102,38 @@ def test_run_chunk_sums_metrics_and_does_not_depend_on_chunking():
   two, m_b = train.run_chunk(two, batches[2:], rng)
   assert int(one.generator.step) == 4
   np.testing.assert_allclose(m_one['g_loss'], m_a['g_loss'] + m_b['g_loss'], rtol=1e-5)
-  for a, b in zip(jax.tree_util.tree_leaves(one.generator.params),
-                  jax.tree_util.tree_leaves(two.generator.params)):
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  _assert_trees_close(one.generator.params, two.generator.params)
+
+
+@pytest.mark.parametrize('arch', ['mlp', 'dcgan'])
+def test_scanned_chunk_equals_per_step_train_batch_calls(arch):
+  # The scan must compute what separate jitted steps compute (XLA compiles a
+  # loop body on its own; rounding may differ, nothing else).
+  batches = _batches(12, 3, 4)
+  rng = jax.random.PRNGKey(7)
+  scanned, m_scan = train.run_chunk(_state(arch), batches, rng)
+  state, sums = _state(arch), {k: 0.0 for k in train.METRIC_NAMES}
+  step = jax.jit(train.train_batch)
+  for batch in batches:
+    state, m = step(state, batch, rng)
+    sums = {k: sums[k] + m[k] for k in sums}
+  assert int(scanned.generator.step) == int(state.generator.step) == 3
+  for k in train.METRIC_NAMES:
+    np.testing.assert_allclose(m_scan[k], sums[k], rtol=1e-5, atol=1e-6)
+  _assert_states_close(scanned, state)
+
+
+@pytest.mark.parametrize('arch', ['mlp', 'dcgan'])
+def test_train_step_equals_discriminator_then_generator_step(arch):
+  # train_step shares one generator forward pass between its two updates;
+  # the result must be what the two steps compute one after the other.
+  state, batch, rng = _state(arch), _batch(8), jax.random.PRNGKey(1)
+  fused, m_fused = jax.jit(train.train_step)(state, batch, rng)
+  after_d, m_d = jax.jit(train.discriminator_step)(state, batch, rng)
+  after_g, m_g = jax.jit(train.generator_step)(after_d, batch, rng)
+  for k, v in {**m_d, **m_g}.items():
+    np.testing.assert_allclose(m_fused[k], v, rtol=1e-5, atol=1e-6)
+  _assert_states_close(fused, after_g)
 
 
 def test_training_is_deterministic_given_the_seed():
