@@ -1,8 +1,9 @@
 """Images/s of the real device epoch loop, `gan_jax.train.run_chunk`, on random data.
 
-Builds the state with `gan_jax.train.create_state`, puts `--images` random
-images on the device, draws an epoch's permutation with
-`train.epoch_batches`, runs one warm-up chunk (it compiles), then times
+Builds the state with `gan_jax.train.create_state`, keeps `--images` random
+images on the host, draws an epoch's permutation with `train.epoch_batches`
+and, as the trainer does, gathers each chunk's batches on the host and puts
+them on the device; runs one warm-up chunk (it compiles), then times
 `--chunks` chunks of `--chunk_steps` steps each. The last line printed is one
 JSON object:
 
@@ -12,7 +13,7 @@ JSON object:
 with images_per_s the median over the timed chunks (others may share the
 machine). The path:
   (default)  `train.run_chunk` as the package runs it;
-  --scan     one `lax.scan` per chunk (`train.jit_train_chunk`);
+  --scan     one `lax.scan` per chunk (`train.run_chunk`, what the package runs);
   --no-scan  one jitted `train.train_batch` call per step, a Python loop (the
              per-step path `run_chunk` took on CPU before the loop became one
              scan everywhere).
@@ -42,15 +43,14 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 from gan_jax import config as config_lib  # pylint: disable=g-import-not-at-top
 from gan_jax import models, train  # pylint: disable=g-import-not-at-top
 
-_train_batch = jax.jit(train.train_batch, donate_argnums=(0,),
-                       static_argnames=('data_sharding',))
+_train_batch = jax.jit(train.train_batch, donate_argnums=(0,))
 
 
-def per_step_chunk(state, images, batch_indices, rng):
-  """One jitted step per row of `batch_indices`; metric sums on the device."""
+def per_step_chunk(state, batches, rng):
+  """One jitted step per batch; metric sums on the device."""
   sums = None
-  for i in range(batch_indices.shape[0]):
-    state, metrics = _train_batch(state, images, batch_indices[i], rng)
+  for i in range(batches.shape[0]):
+    state, metrics = _train_batch(state, batches[i], rng)
     sums = metrics if sums is None else jax.tree_util.tree_map(jnp.add, sums, metrics)
   return state, sums
 
@@ -63,8 +63,7 @@ def main() -> None:
   p.add_argument('--chunk_steps', type=int, default=10)
   p.add_argument('--chunks', type=int, default=3)
   p.add_argument('--scan', action=argparse.BooleanOptionalAction, default=None,
-                 help='force the scanned (--scan) or per-step (--no-scan) path; '
-                      'default: train.run_chunk as shipped')
+                 help='the scanned run_chunk (default, --scan) or per-step calls (--no-scan)')
   args = p.parse_args()
 
   steps = (1 + args.chunks) * args.chunk_steps
@@ -72,14 +71,13 @@ def main() -> None:
     p.error(f'{steps} steps of {args.batch_size} need more than --images={args.images}')
   config = config_lib.Config(arch=args.arch, batch_size=args.batch_size)
   state = train.create_state(config, jax.random.PRNGKey(0))
-  images = jax.device_put(jax.random.uniform(
-      jax.random.PRNGKey(1), (args.images,) + models.IMAGE_SHAPE, minval=-1.0, maxval=1.0))
-  idx = train.epoch_batches(jax.random.PRNGKey(2), args.images, steps, args.batch_size)
+  images = np.random.default_rng(1).uniform(
+      -1, 1, (args.images,) + models.IMAGE_SHAPE).astype(np.float32)
+  idx = np.asarray(train.epoch_batches(jax.random.PRNGKey(2), args.images, steps,
+                                       args.batch_size))
   rng = jax.random.PRNGKey(3)
-  if args.scan is None:
-    path, run = 'run_chunk', train.run_chunk
-  elif args.scan:
-    path, run = 'scan', train.jit_train_chunk
+  if args.scan is None or args.scan:
+    path, run = 'scan', train.run_chunk
   else:
     path, run = 'per_step', per_step_chunk
 
@@ -87,7 +85,7 @@ def main() -> None:
   for c in range(1 + args.chunks):
     rows = idx[c * args.chunk_steps:(c + 1) * args.chunk_steps]
     t = time.perf_counter()
-    state, metrics = run(state, images, rows, rng)
+    state, metrics = run(state, jax.device_put(images[rows]), rng)
     metrics = jax.device_get(metrics)  # What the trainer does after each chunk.
     times.append(time.perf_counter() - t)
   if not all(np.isfinite(v) for v in metrics.values()):
