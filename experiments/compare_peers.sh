@@ -1,15 +1,33 @@
 #!/usr/bin/env bash
 # Side-by-side training throughput: gan_jax vs the Keras and PyTorch peers in
-# ../shared/peers, one after another (never two at once), batch 256.
+# ../shared/peers, one after another (never two at once).
 #
 #   bash experiments/compare_peers.sh            # prints one JSON line per run
 #
-# Needs the project venv (.venv) and the peers' own venv:
+# 1. The default run at its default batch (32): the images/s of the second
+#    epoch of `run.py --epochs=2` (metrics.jsonl, real MNIST data, everything
+#    an epoch does), beside the peers' train step at batch 32.
+# 2. The train step alone at batch 256, float32 and bfloat16, for both networks.
+#
+# Needs the project venv (.venv), the data in ../shared/tfds (or TFDS_DATA_DIR)
+# and the peers' own venv:
 #   python3 -m venv /tmp/peers && /tmp/peers/bin/pip install -q torch==2.13.0 tensorflow-cpu
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PEERS=../shared/peers
 PEER_PY=${PEER_PY:-/tmp/peers/bin/python}
+DATA=${TFDS_DATA_DIR:-../shared/tfds}
+
+run=$(mktemp -d)
+.venv/bin/python run.py --epochs=2 --save_interval=2 --eval_samples=500 --noprogress \
+    --data_dir="$DATA" --workdir="$run" > /dev/null
+.venv/bin/python -c "import json, sys; r = [json.loads(l) for l in open(sys.argv[1])][-1]; \
+print(json.dumps({'what': 'run.py default epoch', 'batch_size': 32, 'images_per_s': r['images_per_s']}))" \
+    "$run/metrics.jsonl"
+rm -rf "$run"
+"$PEER_PY" $PEERS/peer_keras.py --arch=mlp --batch_size=32 --steps=400 2>/dev/null | tail -1
+"$PEER_PY" $PEERS/peer_torch.py --arch=mlp --batch_size=32 --steps=400 2>/dev/null | tail -1
+
 for arch in mlp dcgan; do
   steps=$([ "$arch" = mlp ] && echo 200 || echo 20)
   .venv/bin/python experiments/benchmark.py --arch=$arch --batch_size=256 --steps=$steps | tail -1
