@@ -43,9 +43,9 @@ flags.DEFINE_float('ema_decay', _D.ema_decay, 'Decay of the moving average of th
 flags.DEFINE_integer('save_interval', _D.save_interval,
                      'Every N epochs: sample grid, quality evaluation, checkpoint, plots '
                      '(and always at the last epoch). At most --epochs.')
-flags.DEFINE_string('arch', _D.arch, 'Network: mlp (fully connected; 30 MNIST epochs take '
-                    '~7 min on 2 CPU cores) or dcgan (the TF DCGAN tutorial net; ~24x the '
-                    'compute per image, for GPUs/TPUs).')
+flags.DEFINE_string('arch', _D.arch, 'Network: mlp (fully connected, the CPU default) or '
+                    'dcgan (the TF DCGAN tutorial net, ~24x the compute per image; for '
+                    'GPUs/TPUs).')
 flags.DEFINE_integer('seed', _D.seed, 'Random seed; a run is reproducible given the seed.')
 flags.DEFINE_string('dtype', None, 'Compute dtype: float32 or bfloat16 (mixed precision: '
                     'bfloat16 compute, float32 parameters and losses). Default: '

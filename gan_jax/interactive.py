@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from gan_jax import config as config_lib
+from gan_jax import config as config_lib, datasets
 from gan_jax.config import Config
 
-# Answers accepted for the dataset question, mapped to Config.dataset values.
-_DATASET_ANSWERS = {
-    '1': 'mnist', 'mnist': 'mnist',
-    '2': 'fashion', 'fashion': 'fashion', 'fashion_mnist': 'fashion',
-    'fashion-mnist': 'fashion',
-}
+# Answers accepted for the dataset question: a number, or any name --dataset
+# takes, each mapped to the dataset's first (short) name: mnist or fashion.
+_SHORT_NAMES: dict[str, str] = {}
+for _alias, _tfds_name in datasets.ALIASES.items():
+  _SHORT_NAMES.setdefault(_tfds_name, _alias)
+_DATASET_ANSWERS = {'1': 'mnist', '2': 'fashion',
+                    **{alias: _SHORT_NAMES[name] for alias, name in datasets.ALIASES.items()}}
 
 
 def _parse_dataset(text: str) -> tuple[Any, str | None]:

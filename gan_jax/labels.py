@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from gan_jax import files
+from gan_jax import images as images_lib
 
 GRID_COLUMNS = 10
 GRID_SCALE = 3        # 28 px -> 84 px tiles, so the labels fit under them.
@@ -126,14 +127,6 @@ def distribution_table(report: LabelReport) -> str:
   return '\n'.join(lines)
 
 
-def _to_uint8(images: np.ndarray) -> np.ndarray:
-  """[-1, 1] floats (N, 28, 28[, 1]) -> uint8 (N, 28, 28)."""
-  images = np.asarray(images, np.float32)
-  if images.ndim == 4:
-    images = images[..., 0]
-  return np.clip(np.round((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
-
-
 def _fit(draw: ImageDraw.ImageDraw, text: str, font: Any, width: int) -> str:
   """Shortens text with '…' until it fits in `width` pixels."""
   if draw.textlength(text, font=font) <= width:
@@ -152,7 +145,9 @@ def labeled_grid(report: LabelReport, images: np.ndarray,
     An RGB uint8 array of shape (rows * (28*scale + CAPTION_HEIGHT + pad) + pad,
     columns * (28*scale + pad) + pad), pad = GRID_PADDING.
   """
-  pixels = _to_uint8(images)
+  pixels = images_lib.to_uint8(images)
+  if pixels.ndim == 4:
+    pixels = pixels[..., 0]
   if len(pixels) != report.num_images:
     raise ValueError(f'{len(pixels)} images for a report of {report.num_images}')
   tile_h, tile_w = pixels.shape[1] * scale, pixels.shape[2] * scale
