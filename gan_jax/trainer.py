@@ -473,7 +473,7 @@ def _save_epoch_outputs(config: Config, epoch: int, progress: _Progress,
   images.save_grid(os.path.join(workdir, 'generated_samples', f'epoch_{epoch:02d}.png'),
                    grid_images, 5, 5)
   t_eval = time.time()
-  q = evaluator.quality(progress.state, jax.random.fold_in(keys['eval'], epoch),
+  q = evaluator.quality(state, jax.random.fold_in(keys['eval'], epoch),
                         config.eval_samples)
   write(f'  quality at epoch {epoch}: FD {q["fd"]:.2f} | IS {q["is"]:.2f} '
         f'(real {evaluator.reference["is"]:.2f}) | classes {q["classes_covered"]}/10 '
