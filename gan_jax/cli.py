@@ -197,9 +197,6 @@ def main(argv: list[str]) -> None:
     _start_distributed(jax)
   if FLAGS.dtype is None:
     config = config.replace(dtype=_default_dtype())
-  if config.batch_size % jax.device_count():
-    _fail(f'--batch_size={config.batch_size} must divide by the {jax.device_count()} '
-          f'devices; use a multiple of {jax.device_count()}')
 
   from gan_jax import trainer
   try:
