@@ -54,9 +54,10 @@ def main() -> None:
   config = config_lib.Config(arch=args.arch, batch_size=args.batch_size,
                              dtype=args.dtype)
   state = train.create_state(config, jax.random.PRNGKey(0))
-  images = jax.random.uniform(jax.random.PRNGKey(1),
-                              (args.batch_size,) + models.IMAGE_SHAPE,
-                              minval=-1.0, maxval=1.0)
+  images = {'image': jax.random.uniform(jax.random.PRNGKey(1),
+                                       (args.batch_size,) + models.IMAGE_SHAPE,
+                                       minval=-1.0, maxval=1.0),
+            'label': jnp.arange(args.batch_size, dtype=jnp.int32) % 10}
   rng = jax.random.PRNGKey(2)
   step = jax.jit(train.train_step, donate_argnums=(0,))
 

@@ -49,8 +49,8 @@ _train_batch = jax.jit(train.train_batch, donate_argnums=(0,))
 def per_step_chunk(state, batches, rng):
   """One jitted step per batch; metric sums on the device."""
   sums = None
-  for i in range(batches.shape[0]):
-    state, metrics = _train_batch(state, batches[i], rng)
+  for i in range(batches['image'].shape[0]):
+    state, metrics = _train_batch(state, jax.tree_util.tree_map(lambda x: x[i], batches), rng)
     sums = metrics if sums is None else jax.tree_util.tree_map(jnp.add, sums, metrics)
   return state, sums
 
@@ -85,7 +85,8 @@ def main() -> None:
   for c in range(1 + args.chunks):
     rows = idx[c * args.chunk_steps:(c + 1) * args.chunk_steps]
     t = time.perf_counter()
-    state, metrics = run(state, jax.device_put(images[rows]), rng)
+    batches = {'image': images[rows], 'label': (rows % 10).astype(np.int32)}
+    state, metrics = run(state, jax.device_put(batches), rng)
     metrics = jax.device_get(metrics)  # What the trainer does after each chunk.
     times.append(time.perf_counter() - t)
   if not all(np.isfinite(v) for v in metrics.values()):

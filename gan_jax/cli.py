@@ -46,6 +46,9 @@ flags.DEFINE_integer('save_interval', _D.save_interval,
 flags.DEFINE_string('arch', _D.arch, 'Network: mlp (fully connected, the CPU default) or '
                     'dcgan (the TF DCGAN tutorial net, ~24x the compute per image; for '
                     'GPUs/TPUs).')
+flags.DEFINE_bool('conditional', _D.conditional, 'Train a class-conditional GAN: the '
+                  'generator takes a label, the sample grids show one class per row, and '
+                  'the quality line adds the label agreement (see --label).')
 flags.DEFINE_integer('seed', _D.seed, 'Random seed; a run is reproducible given the seed.')
 flags.DEFINE_string('dtype', None, 'Compute dtype: float32 or bfloat16 (mixed precision: '
                     'bfloat16 compute, float32 parameters and losses). Default: '
@@ -74,6 +77,8 @@ flags.DEFINE_string('mode', 'train', 'train, or sample: write --num_samples imag
                     'the latest checkpoint in --workdir.')
 flags.DEFINE_integer('num_samples', _D.num_samples, 'Images to write in --mode=sample.')
 flags.DEFINE_string('sample_dir', None, 'Where --mode=sample writes; default WORKDIR/samples.')
+flags.DEFINE_integer('label', None, 'With --mode=sample on a --conditional run: the class '
+                     'to generate, 0-9 (default: every class in turn).')
 flags.DEFINE_bool('interactive', False, 'Ask for the six lab parameters (dataset, epochs, '
                   'batch_size, noise_dim, learning_rate, save_interval) with prompts.')
 flags.DEFINE_bool('distributed', False, 'Several processes (TPU pod slices, several GPU '
@@ -101,7 +106,7 @@ def _config_from_flags() -> config_lib.Config:
       dataset=FLAGS.dataset, arch=FLAGS.arch, epochs=FLAGS.epochs,
       batch_size=FLAGS.batch_size, noise_dim=FLAGS.noise_dim,
       learning_rate=FLAGS.learning_rate, beta1=FLAGS.beta1, ema_decay=FLAGS.ema_decay,
-      label_smoothing=FLAGS.label_smoothing,
+      label_smoothing=FLAGS.label_smoothing, conditional=FLAGS.conditional,
       save_interval=FLAGS.save_interval, seed=FLAGS.seed, dtype=dtype,
       workdir=FLAGS.workdir, data_dir=FLAGS.data_dir, limit=FLAGS.limit,
       eval_samples=FLAGS.eval_samples, classifier_dir=FLAGS.classifier_dir,
@@ -109,7 +114,7 @@ def _config_from_flags() -> config_lib.Config:
       keep_checkpoints=FLAGS.keep_checkpoints, overwrite=FLAGS.overwrite,
       tensorboard=FLAGS.tensorboard, progress=FLAGS.progress,
       steps_per_chunk=FLAGS.steps_per_chunk, num_samples=FLAGS.num_samples,
-      sample_dir=FLAGS.sample_dir)
+      sample_dir=FLAGS.sample_dir, label=FLAGS.label)
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -187,6 +192,9 @@ def main(argv: list[str]) -> None:
     config_lib.validate(config)
   except ValueError as e:
     _fail(str(e))
+  if FLAGS.label is not None and FLAGS.mode != 'sample':
+    _fail(f'--label={FLAGS.label} picks the class of --mode=sample images; to train a GAN '
+          'that takes a label, pass --conditional (then sample with --mode=sample --label=N)')
   _check_distributed_flags()
   if FLAGS.data_dir and not os.path.isdir(FLAGS.data_dir):
     _fail(f'--data_dir={FLAGS.data_dir} does not exist or is not a folder; point it at the '

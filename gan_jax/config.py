@@ -24,6 +24,7 @@ class Config:
   """Everything a run needs. Defaults are the CLI defaults."""
   dataset: str = 'mnist'
   arch: str = 'mlp'
+  conditional: bool = False          # Generate images of a requested class.
   epochs: int = 30
   batch_size: int = 32
   noise_dim: int = 100
@@ -48,6 +49,7 @@ class Config:
   # Sample mode.
   num_samples: int = 100
   sample_dir: str | None = None
+  label: int | None = None           # The class to sample (conditional runs only).
 
   def replace(self, **changes: Any) -> 'Config':
     return dataclasses.replace(self, **changes)
@@ -146,6 +148,10 @@ def validate(config: Config) -> None:
     reason = _positive_int(config.limit)
     if reason:
       raise ValueError(f'--limit: {reason}')
+  if config.label is not None and (isinstance(config.label, bool) or not isinstance(
+      config.label, int) or not 0 <= config.label < datasets.NUM_CLASSES):
+    raise ValueError(f'--label: must be a class number from 0 to '
+                     f'{datasets.NUM_CLASSES - 1}, got {config.label!r}')
   if config.save_interval > config.epochs:
     raise ValueError(
         f'--save_interval={config.save_interval} is larger than '

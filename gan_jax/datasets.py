@@ -16,6 +16,8 @@ CLASS_NAMES = {
                       'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'],
 }
 
+NUM_CLASSES = 10  # Both datasets have ten classes, labelled 0-9.
+
 IMAGE_SHAPE = (28, 28, 1)  # Height, width, channels of every image.
 
 

@@ -17,6 +17,11 @@ functions and parameters as flax's, but their gradients are fast on XLA:CPU
 (flax's stride-2 ConvTranspose gradient is ~10x slower than the whole layer
 should be).
 
+With ``num_classes`` > 0 (``--conditional``) both networks take a label: the
+generator appends a learned label embedding to its noise, the discriminator
+adds a projection term, the inner product of a label embedding with its last
+features (Miyato & Koyama 2018, "cGANs with Projection Discriminator").
+
 Every module takes ``dtype`` (the computation dtype, e.g. bfloat16 for mixed
 precision); parameters stay float32 and outputs are returned as float32, so
 losses and optimizer state are float32 whatever the compute dtype.
@@ -32,6 +37,31 @@ import jax.numpy as jnp
 from gan_jax import layers
 from gan_jax.datasets import IMAGE_SHAPE
 Dtype = Any
+Array = jnp.ndarray
+
+# Size of the generator's label embedding in a conditional GAN.
+LABEL_EMBEDDING = 32
+
+
+def _with_label(module: nn.Module, z: Array, labels: Array | None) -> Array:
+  """The generator input: noise, followed by the label's embedding if conditional."""
+  if not module.num_classes:
+    return z
+  embedding = nn.Embed(module.num_classes, LABEL_EMBEDDING, name='label_embedding')
+  return jnp.concatenate([z, embedding(labels).astype(z.dtype)], axis=-1)
+
+
+def _logit(module: nn.Module, h: Array, labels: Array | None) -> Array:
+  """A linear logit of features `h`, plus the projection <embed(label), h> if
+  conditional; float32, shape (B,)."""
+  logit = nn.Dense(1, dtype=module.dtype, name='logit')(h)[:, 0]
+  if module.num_classes:
+    # Initialised like the logit's Dense (LeCun normal), so the projection
+    # starts on the scale of the linear term.
+    embedding = nn.Embed(module.num_classes, h.shape[-1], name='label_projection',
+                         embedding_init=nn.initializers.normal(h.shape[-1] ** -0.5))
+    logit += jnp.sum(embedding(labels).astype(h.dtype) * h, axis=-1)
+  return logit.astype(jnp.float32)
 
 # Keras' BatchNormalization defaults, so the DCGAN matches the TF tutorial.
 _BN = dict(momentum=0.99, epsilon=1e-3)
@@ -40,9 +70,11 @@ _BN = dict(momentum=0.99, epsilon=1e-3)
 class DCGANGenerator(nn.Module):
   """The TF DCGAN tutorial generator: noise (B, noise_dim) -> images (B, 28, 28, 1) in [-1, 1]."""
   dtype: Dtype = jnp.float32
+  num_classes: int = 0
 
   @nn.compact
-  def __call__(self, z: jnp.ndarray, train: bool = True) -> jnp.ndarray:
+  def __call__(self, z: Array, labels: Array | None = None, train: bool = True) -> Array:
+    z = _with_label(self, z, labels)
     bn = lambda name: nn.BatchNorm(use_running_average=not train, dtype=self.dtype,
                                    name=name, **_BN)
     x = nn.Dense(7 * 7 * 256, use_bias=False, dtype=self.dtype, name='dense')(z)
@@ -62,26 +94,27 @@ class DCGANGenerator(nn.Module):
 class DCGANDiscriminator(nn.Module):
   """The TF DCGAN tutorial discriminator: images (B, 28, 28, 1) -> logits (B,)."""
   dtype: Dtype = jnp.float32
+  num_classes: int = 0
 
   @nn.compact
-  def __call__(self, x: jnp.ndarray, train: bool = True) -> jnp.ndarray:
+  def __call__(self, x: Array, labels: Array | None = None, train: bool = True) -> Array:
     x = x.astype(self.dtype)
     x = layers.Conv(64, (5, 5), strides=(2, 2), padding='SAME', dtype=self.dtype, name='conv1')(x)
     x = nn.Dropout(0.3, deterministic=not train)(nn.leaky_relu(x, 0.3))
     x = layers.Conv(128, (5, 5), strides=(2, 2), padding='SAME', dtype=self.dtype, name='conv2')(x)
     x = nn.Dropout(0.3, deterministic=not train)(nn.leaky_relu(x, 0.3))
-    x = x.reshape((x.shape[0], -1))
-    return nn.Dense(1, dtype=self.dtype, name='logit')(x)[:, 0].astype(jnp.float32)
+    return _logit(self, x.reshape((x.shape[0], -1)), labels)
 
 
 class MLPGenerator(nn.Module):
   """Fully connected generator: noise -> 256 -> 512 -> 1024 -> 784 -> (28, 28, 1)."""
   dtype: Dtype = jnp.float32
+  num_classes: int = 0
 
   @nn.compact
-  def __call__(self, z: jnp.ndarray, train: bool = True) -> jnp.ndarray:
+  def __call__(self, z: Array, labels: Array | None = None, train: bool = True) -> Array:
     del train  # No BatchNorm or dropout.
-    x = z
+    x = _with_label(self, z, labels)
     for i, width in enumerate((256, 512, 1024)):
       x = nn.leaky_relu(nn.Dense(width, dtype=self.dtype, name=f'dense{i}')(x), 0.2)
     x = nn.Dense(28 * 28, dtype=self.dtype, name='out')(x)
@@ -91,20 +124,25 @@ class MLPGenerator(nn.Module):
 class MLPDiscriminator(nn.Module):
   """Fully connected discriminator: (28, 28, 1) -> 512 -> 256 -> 1 logit."""
   dtype: Dtype = jnp.float32
+  num_classes: int = 0
 
   @nn.compact
-  def __call__(self, x: jnp.ndarray, train: bool = True) -> jnp.ndarray:
+  def __call__(self, x: Array, labels: Array | None = None, train: bool = True) -> Array:
     del train
     x = x.reshape((x.shape[0], -1)).astype(self.dtype)
     for i, width in enumerate((512, 256)):
       x = nn.leaky_relu(nn.Dense(width, dtype=self.dtype, name=f'dense{i}')(x), 0.2)
-    return nn.Dense(1, dtype=self.dtype, name='logit')(x)[:, 0].astype(jnp.float32)
+    return _logit(self, x, labels)
 
 
-def make_models(arch: str, dtype: Dtype = jnp.float32) -> tuple[nn.Module, nn.Module]:
-  """Returns (generator, discriminator) for 'dcgan' or 'mlp'."""
+def make_models(arch: str, dtype: Dtype = jnp.float32, num_classes: int = 0
+                ) -> tuple[nn.Module, nn.Module]:
+  """Returns (generator, discriminator) for 'dcgan' or 'mlp'; conditional on a
+  label in [0, num_classes) if num_classes > 0."""
   if arch == 'dcgan':
-    return DCGANGenerator(dtype=dtype), DCGANDiscriminator(dtype=dtype)
+    return (DCGANGenerator(dtype=dtype, num_classes=num_classes),
+            DCGANDiscriminator(dtype=dtype, num_classes=num_classes))
   if arch == 'mlp':
-    return MLPGenerator(dtype=dtype), MLPDiscriminator(dtype=dtype)
+    return (MLPGenerator(dtype=dtype, num_classes=num_classes),
+            MLPDiscriminator(dtype=dtype, num_classes=num_classes))
   raise ValueError(f'unknown arch {arch!r}; use dcgan or mlp')

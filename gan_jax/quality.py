@@ -187,6 +187,24 @@ def mean_confidence(probs: np.ndarray) -> float:
   return float(_check_probs(probs).max(axis=1).mean())
 
 
+def label_agreement(probs: np.ndarray, requested: np.ndarray) -> float:
+  """Share of images whose most probable class is the one they were generated for.
+
+  Args:
+    probs: p(y|x) of a conditional GAN's images, shape (N, K).
+    requested: the label each image was generated with, shape (N,).
+
+  Returns:
+    A float in [0, 1].
+  """
+  probs = _check_probs(probs)
+  requested = np.asarray(requested)
+  if requested.shape != probs.shape[:1]:
+    raise ValueError(f'need one requested label per image: {requested.shape} labels '
+                     f'for {probs.shape[0]} images')
+  return float(np.mean(probs.argmax(axis=1) == requested))
+
+
 def _reference_moments(reference_stats: ReferenceStats | Mapping[str, Any]
                        ) -> tuple[np.ndarray, np.ndarray]:
   if isinstance(reference_stats, Mapping):
@@ -210,8 +228,8 @@ def metrics_from_outputs(features: np.ndarray, probs: np.ndarray,
 
 
 def evaluate(classifier: FeatureModel, images: np.ndarray,
-             reference_stats: ReferenceStats | Mapping[str, Any]
-             ) -> dict[str, float | int]:
+             reference_stats: ReferenceStats | Mapping[str, Any],
+             requested_labels: np.ndarray | None = None) -> dict[str, float | int]:
   """Scores generated images against the real test set.
 
   Args:
@@ -220,10 +238,15 @@ def evaluate(classifier: FeatureModel, images: np.ndarray,
     images: generated images, shape (N, 28, 28, 1) (or (N, 28, 28)) in [-1, 1];
       N >= 2. FD is biased upwards for small N, so compare runs at equal N.
     reference_stats: `Classifier.reference()` (or a mapping with 'mu', 'sigma').
+    requested_labels: for a conditional GAN, the label each image was
+      generated with; adds 'label_agreement'.
 
   Returns:
     {'fd': float, 'is': float, 'label_entropy': float (nats),
-     'classes_covered': int, 'mean_confidence': float}.
+     'classes_covered': int, 'mean_confidence': float[, 'label_agreement': float]}.
   """
   features, probs = classifier.features_and_probs(images)
-  return metrics_from_outputs(features, probs, reference_stats)
+  metrics = metrics_from_outputs(features, probs, reference_stats)
+  if requested_labels is not None:
+    metrics['label_agreement'] = label_agreement(probs, requested_labels)
+  return metrics

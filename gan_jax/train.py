@@ -1,7 +1,9 @@
 """Train state, pure train steps, and the device-side epoch loop.
 
 The steps are module-level pure functions ``(state, batch, rng) -> (state,
-metrics)``:
+metrics)``, with ``batch = {'image': (B, 28, 28, 1) in [-1, 1], 'label': (B,)}``
+(the labels are read by conditional GANs only, whose generated batch takes
+the real batch's labels):
 
 * `discriminator_step`: real images -> 1, generated images -> 0, binary
   cross-entropy on logits;
@@ -32,10 +34,11 @@ from flax import struct
 from flax.training import train_state
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from gan_jax import models
+from gan_jax import datasets, models
 from gan_jax.config import Config
 
 Metrics = dict[str, jnp.ndarray]
+Batch = dict[str, jax.Array]  # {'image': (B, 28, 28, 1), 'label': (B,) int32}
 METRIC_NAMES = ('d_loss', 'd_acc', 'g_loss')
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
@@ -51,8 +54,9 @@ class GANState:
   """Both networks' states, and an exponential moving average of the generator.
 
   `generator_ema` holds the EMA of the generator's parameters; samples and
-  evaluations use it when `ema_decay` > 0. `noise_dim`, `ema_decay` and
-  `label_smoothing` are static (part of the compiled step).
+  evaluations use it when `ema_decay` > 0. `noise_dim`, `ema_decay`,
+  `label_smoothing` and `num_classes` (0: unconditional) are static (part of
+  the compiled step).
   """
   generator: TrainState
   discriminator: TrainState
@@ -60,6 +64,7 @@ class GANState:
   noise_dim: int = struct.field(pytree_node=False, default=100)
   ema_decay: float = struct.field(pytree_node=False, default=0.0)
   label_smoothing: float = struct.field(pytree_node=False, default=0.0)
+  num_classes: int = struct.field(pytree_node=False, default=0)
 
   @property
   def sampling_params(self) -> Any:
@@ -71,13 +76,17 @@ def create_state(config: Config, rng: jax.Array) -> GANState:
   """Initialises both networks and their Adam optimizers.
 
   Args:
-    config: uses arch, dtype, noise_dim, learning_rate and beta1.
+    config: uses arch, dtype, noise_dim, learning_rate, beta1 and conditional.
     rng: the initialisation key.
   """
-  generator, discriminator = models.make_models(config.arch, DTYPES[config.dtype])
+  num_classes = datasets.NUM_CLASSES if config.conditional else 0
+  generator, discriminator = models.make_models(config.arch, DTYPES[config.dtype],
+                                                num_classes)
   g_rng, d_rng = jax.random.split(rng)
-  g_vars = generator.init(g_rng, jnp.zeros((1, config.noise_dim)), train=False)
-  d_vars = discriminator.init(d_rng, jnp.zeros((1,) + models.IMAGE_SHAPE), train=False)
+  labels = jnp.zeros((1,), jnp.int32)
+  g_vars = generator.init(g_rng, jnp.zeros((1, config.noise_dim)), labels, train=False)
+  d_vars = discriminator.init(d_rng, jnp.zeros((1,) + datasets.IMAGE_SHAPE), labels,
+                              train=False)
 
   def make(module, variables):
     return TrainState.create(
@@ -90,7 +99,7 @@ def create_state(config: Config, rng: jax.Array) -> GANState:
                   discriminator=make(discriminator, d_vars),
                   generator_ema=jax.tree_util.tree_map(jnp.copy, g_state.params),
                   noise_dim=config.noise_dim, ema_decay=config.ema_decay,
-                  label_smoothing=config.label_smoothing)
+                  label_smoothing=config.label_smoothing, num_classes=num_classes)
 
 
 def _with_generator(state: GANState, g: TrainState) -> GANState:
@@ -119,9 +128,10 @@ def _noise(state: GANState, rng: jax.Array, batch_size: int) -> jax.Array:
   return jax.random.normal(jax.random.fold_in(rng, 0), (batch_size, state.noise_dim))
 
 
-def _generate_train(g: TrainState, params: Any, z: jax.Array) -> tuple[jax.Array, Any]:
+def _generate_train(g: TrainState, params: Any, z: jax.Array, labels: jax.Array
+                    ) -> tuple[jax.Array, Any]:
   """Generator forward in training mode; returns images and new batch stats."""
-  images, updates = g.apply_fn(_variables(g, params), z, train=True,
+  images, updates = g.apply_fn(_variables(g, params), z, labels, train=True,
                                mutable=['batch_stats'])
   return images, updates.get('batch_stats', g.batch_stats)
 
@@ -130,16 +140,17 @@ def _bce(logits: jax.Array, label: float) -> jax.Array:
   return optax.sigmoid_binary_cross_entropy(logits, jnp.full_like(logits, label)).mean()
 
 
-def _discriminator_update(state: GANState, batch: jax.Array, fake: jax.Array,
+def _discriminator_update(state: GANState, batch: Batch, fake: jax.Array,
                           rng: jax.Array) -> tuple[GANState, Metrics]:
   """Updates the discriminator on real `batch` (-> 1) and generated `fake` (-> 0)."""
-  n = batch.shape[0]
-  images = jnp.concatenate([batch, jax.lax.stop_gradient(fake)])
+  n = batch['image'].shape[0]
+  images = jnp.concatenate([batch['image'], jax.lax.stop_gradient(fake)])
+  labels = jnp.concatenate([batch['label'], batch['label']])
   d = state.discriminator
 
   def loss_fn(params):
     # Real and fake in one call: one larger batch is faster than two.
-    logits = d.apply_fn({'params': params}, images, train=True,
+    logits = d.apply_fn({'params': params}, images, labels, train=True,
                         rngs={'dropout': jax.random.fold_in(rng, 1)})
     real, fake_logits = logits[:n], logits[n:]
     # One-sided label smoothing: real images -> 1 - label_smoothing.
@@ -152,88 +163,88 @@ def _discriminator_update(state: GANState, batch: jax.Array, fake: jax.Array,
           {'d_loss': loss, 'd_acc': accuracy})
 
 
-def _fooling_loss(d: TrainState, fake: jax.Array, rng: jax.Array) -> jax.Array:
+def _fooling_loss(d: TrainState, fake: jax.Array, labels: jax.Array, rng: jax.Array
+                  ) -> jax.Array:
   """The non-saturating generator loss: BCE of D(fake) against 1."""
-  logits = d.apply_fn({'params': d.params}, fake, train=True,
+  logits = d.apply_fn({'params': d.params}, fake, labels, train=True,
                       rngs={'dropout': jax.random.fold_in(rng, 2)})
   return _bce(logits, 1.0)
 
 
-def discriminator_step(state: GANState, batch: jax.Array, rng: jax.Array
+def discriminator_step(state: GANState, batch: Batch, rng: jax.Array
                        ) -> tuple[GANState, Metrics]:
   """One discriminator update: real -> 1, generated -> 0.
 
   Args:
     state: both networks; only the discriminator changes.
-    batch: real images (B, 28, 28, 1) in [-1, 1].
+    batch: {'image': real images (B, 28, 28, 1) in [-1, 1], 'label': (B,)}.
     rng: the step's key.
 
   Returns:
     The new state and {'d_loss', 'd_acc'} (accuracy over real and fake).
   """
   fake, _ = _generate_train(state.generator, state.generator.params,
-                            _noise(state, rng, batch.shape[0]))
+                            _noise(state, rng, batch['image'].shape[0]), batch['label'])
   return _discriminator_update(state, batch, fake, rng)
 
 
-def generator_step(state: GANState, batch: jax.Array, rng: jax.Array
+def generator_step(state: GANState, batch: Batch, rng: jax.Array
                    ) -> tuple[GANState, Metrics]:
   """One generator update with the non-saturating loss (generated -> 1).
 
   Args:
     state: both networks; only the generator (and its BatchNorm stats) changes.
-    batch: real images; only their number is used.
+    batch: only the number of images and their labels are used.
     rng: the step's key (the same as the discriminator step's: same noise).
 
   Returns:
     The new state and {'g_loss'}.
   """
   g = state.generator
-  z = _noise(state, rng, batch.shape[0])
+  z = _noise(state, rng, batch['image'].shape[0])
 
   def loss_fn(params):
-    fake, batch_stats = _generate_train(g, params, z)
-    return _fooling_loss(state.discriminator, fake, rng), batch_stats
+    fake, batch_stats = _generate_train(g, params, z, batch['label'])
+    return _fooling_loss(state.discriminator, fake, batch['label'], rng), batch_stats
 
   (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(g.params)
   g = g.apply_gradients(grads=grads).replace(batch_stats=batch_stats)
   return _with_generator(state, g), {'g_loss': loss}
 
 
-def train_step(state: GANState, batch: jax.Array, rng: jax.Array
+def train_step(state: GANState, batch: Batch, rng: jax.Array
                ) -> tuple[GANState, Metrics]:
   """`discriminator_step` then `generator_step`, with one generator forward pass.
 
   Computes what the two steps compute one after the other (the generator is
   judged by the updated discriminator; tests check the equality), but the
   generated batch is made once: its `jax.vjp` is kept and the generator's
-  gradient is pulled back through it. XLA does not merge the two forward
-  passes by itself; sharing it saves ~17% of the step's FLOPs for the DCGAN
-  (119.5 -> 99.1 GFLOP at batch 256, XLA cost analysis).
+  gradient is pulled back through it, which XLA does not do by itself.
   """
   g = state.generator
-  z = _noise(state, rng, batch.shape[0])
+  z = _noise(state, rng, batch['image'].shape[0])
   fake, pull_back, batch_stats = jax.vjp(
-      lambda params: _generate_train(g, params, z), g.params, has_aux=True)
+      lambda params: _generate_train(g, params, z, batch['label']), g.params, has_aux=True)
   state, d_metrics = _discriminator_update(state, batch, fake, rng)
   g_loss, d_fake = jax.value_and_grad(_fooling_loss, argnums=1)(
-      state.discriminator, fake, rng)
+      state.discriminator, fake, batch['label'], rng)
   (grads,) = pull_back(d_fake)
   g = g.apply_gradients(grads=grads).replace(batch_stats=batch_stats)
   return _with_generator(state, g), {**d_metrics, 'g_loss': g_loss}
 
 
-def train_batch(state: GANState, batch: jax.Array, rng: jax.Array
+def train_batch(state: GANState, batch: Batch, rng: jax.Array
                 ) -> tuple[GANState, Metrics]:
   """`train_step` with the step number folded into the run's key, so results do
   not depend on how an epoch is cut into chunks or resumed."""
   return train_step(state, batch, jax.random.fold_in(rng, state.generator.step))
 
 
-def train_chunk(state: GANState, batches: jax.Array, rng: jax.Array
+def train_chunk(state: GANState, batches: Batch, rng: jax.Array
                 ) -> tuple[GANState, Metrics]:
-  """Runs one `train_batch` per row of `batches` (steps, batch, 28, 28, 1) in
-  one `lax.scan`, so Python touches the loop once per chunk.
+  """Runs one `train_batch` per row of `batches` ({'image': (steps, batch, 28,
+  28, 1), 'label': (steps, batch)}) in one `lax.scan`, so Python touches the
+  loop once per chunk.
 
   Returns:
     The new state and the sums over the chunk's steps of each metric.
@@ -259,13 +270,15 @@ def epoch_batches(key: jax.Array, num_examples: int, steps: int, batch_size: int
 
 
 @jax.jit
-def _generate_batch(state: GANState, z: jax.Array) -> jax.Array:
-  images, _ = _generate_train(state.generator, state.sampling_params, z)
+def _generate_batch(state: GANState, z: jax.Array, labels: jax.Array) -> jax.Array:
+  images, _ = _generate_train(state.generator, state.sampling_params, z, labels)
   return images
 
 
-def generate(state: GANState, z: jax.Array, batch_size: int = 500) -> np.ndarray:
-  """Generated images for noise `z`, in batches of `batch_size`.
+def generate(state: GANState, z: jax.Array, labels: Any = None, batch_size: int = 500
+             ) -> np.ndarray:
+  """Generated images for noise `z` (and, if conditional, `labels`), in batches
+  of `batch_size`.
 
   BatchNorm normalises with the statistics of each generated batch (as in
   training) rather than with the running averages, which lag behind a fast
@@ -274,7 +287,13 @@ def generate(state: GANState, z: jax.Array, batch_size: int = 500) -> np.ndarray
   (padding would shift the batch statistics); deterministic given `z`.
   """
   z = np.asarray(z, np.float32)
-  out = [np.asarray(_generate_batch(state, jnp.asarray(z[start:start + batch_size])))
+  if labels is None:
+    if state.num_classes:
+      raise ValueError('a conditional generator needs the labels to generate')
+    labels = np.zeros(len(z), np.int32)
+  labels = np.asarray(labels, np.int32)
+  out = [np.asarray(_generate_batch(state, jnp.asarray(z[start:start + batch_size]),
+                                    jnp.asarray(labels[start:start + batch_size])))
          for start in range(0, len(z), batch_size)]
   return np.concatenate(out)
 

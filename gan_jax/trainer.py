@@ -42,19 +42,20 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
-from gan_jax import checkpoints, errors, files, images, input_pipeline, multihost, train
+from gan_jax import (checkpoints, datasets, errors, files, images, input_pipeline,
+                     multihost, train)
 from gan_jax.config import Config
 
 Log = Callable[[str], None]
 
 # Fields that must match to resume a run (epochs and save_interval may change).
-RESUME_FIELDS = ('dataset', 'arch', 'noise_dim', 'batch_size', 'learning_rate',
+RESUME_FIELDS = ('dataset', 'arch', 'conditional', 'noise_dim', 'batch_size', 'learning_rate',
                  'beta1', 'ema_decay', 'label_smoothing', 'seed', 'dtype', 'limit')
 # What a run writes into its workdir; --overwrite removes exactly these.
 OUTPUTS = ('checkpoints', 'generated_samples', 'final_generated_images', 'plots',
            'tensorboard', 'metrics.jsonl', 'report.json', 'run.json')
 
-GRID_NOISE = 25      # The fixed 5x5 grid.
+GRID_NOISE = 25      # The fixed 5x5 grid (a conditional run: 10x10, a class per row).
 FINAL_IMAGES = 100   # final_generated_images/img_000.png ... img_099.png
 
 
@@ -166,7 +167,9 @@ def prepare_workdir(config: Config, log: Log) -> None:
 
 
 def _check_resumable(meta: dict[str, Any], config: Config, path: str) -> None:
-  saved = meta.get('config', {})
+  # A field missing from an older checkpoint had its default value then.
+  saved = {k: Config.__dataclass_fields__[k].default for k in RESUME_FIELDS}
+  saved.update(meta.get('config', {}))
   diffs = [f'{k}: checkpoint {saved.get(k)!r}, now {getattr(config, k)!r}'
            for k in RESUME_FIELDS if saved.get(k) != getattr(config, k)]
   if diffs:
@@ -215,9 +218,30 @@ class _Evaluator:
     self.reference = self.reference_stats.summary()  # Scalars, for JSON and plots.
 
   def quality(self, state: train.GANState, key: jax.Array, n: int) -> dict[str, float]:
+    """FD, IS, ... of n new images; a conditional GAN's are asked for the
+    classes in turn, and scored for label agreement too."""
     from gan_jax import quality
     z = train.sample_noise(key, n, state.noise_dim)
-    return quality.evaluate(self.classifier, train.generate(state, z), self.reference_stats)
+    labels = np.arange(n) % state.num_classes if state.num_classes else None
+    return quality.evaluate(self.classifier, train.generate(state, z, labels),
+                            self.reference_stats, requested_labels=labels)
+
+
+def class_rows(config: Config, columns: int) -> np.ndarray | None:
+  """The labels of a conditional grid with one class per row, `columns` images
+  each (0, 0, ..., 1, 1, ...); None for an unconditional run."""
+  if not config.conditional:
+    return None
+  return np.repeat(np.arange(datasets.NUM_CLASSES), columns)
+
+
+def grid_noise(config: Config, key: jax.Array) -> jax.Array:
+  """The fixed noise of the sample grids: 25 vectors, or for a conditional run
+  10 vectors repeated on every class row (a column keeps its noise)."""
+  if not config.conditional:
+    return train.sample_noise(key, GRID_NOISE, config.noise_dim)
+  z = train.sample_noise(key, datasets.NUM_CLASSES, config.noise_dim)
+  return np.tile(np.asarray(z), (datasets.NUM_CLASSES, 1))
 
 
 @dataclasses.dataclass
@@ -246,7 +270,7 @@ def _initial_progress(config: Config, keys: dict[str, jax.Array], mesh=None) -> 
   """A new run's starting point; with a mesh, its arrays replicated on it (the
   form every process saves and restores checkpoints in)."""
   state = train.create_state(config, keys['init'])
-  fixed_noise = train.sample_noise(keys['grid'], GRID_NOISE, config.noise_dim)
+  fixed_noise = grid_noise(config, keys['grid'])
   if mesh is not None:
     state = train.replicate(state, mesh)
     fixed_noise = train.replicate(np.asarray(fixed_noise), mesh)
@@ -412,9 +436,11 @@ def _train_epochs(config: Config, data: input_pipeline.Split, mesh, progress: _P
                                            num_examples, steps, config.batch_size))
       sums = {k: 0.0 for k in train.METRIC_NAMES}
       for lo in range(0, steps, chunk):
-        local = data.images[idx[lo:lo + chunk, rows]]
-        batches = jax.make_array_from_process_local_data(
-            batch_sharding, local, (len(local), config.batch_size) + local.shape[2:])
+        rows_idx = idx[lo:lo + chunk, rows]
+        local = {'image': data.images[rows_idx], 'label': data.labels[rows_idx]}
+        batches = jax.tree_util.tree_map(
+            lambda x: jax.make_array_from_process_local_data(
+                batch_sharding, x, (len(x), config.batch_size) + x.shape[2:]), local)
         progress.state, m = train.run_chunk(progress.state, batches, keys['train'])
         for k, v in jax.device_get(m).items():
           sums[k] += float(v)
@@ -469,17 +495,21 @@ def _save_epoch_outputs(config: Config, epoch: int, progress: _Progress,
     return {}
   workdir = os.path.abspath(config.workdir)
   state = multihost.local_copy(progress.state)
-  grid_images = train.generate(state, multihost.local_copy(progress.fixed_noise))
+  side = datasets.NUM_CLASSES if config.conditional else 5
+  grid_images = train.generate(state, multihost.local_copy(progress.fixed_noise),
+                               class_rows(config, side))
   images.save_grid(os.path.join(workdir, 'generated_samples', f'epoch_{epoch:02d}.png'),
-                   grid_images, 5, 5)
+                   grid_images, side, side)
   t_eval = time.time()
   q = evaluator.quality(state, jax.random.fold_in(keys['eval'], epoch),
                         config.eval_samples)
+  agreement = (f' | label agreement {q["label_agreement"]:.1%}'
+               if 'label_agreement' in q else '')
   write(f'  quality at epoch {epoch}: FD {q["fd"]:.2f} | IS {q["is"]:.2f} '
         f'(real {evaluator.reference["is"]:.2f}) | classes {q["classes_covered"]}/10 '
-        f'| confidence {q["mean_confidence"]:.2f} | {time.time() - t_eval:.1f}s')
+        f'| confidence {q["mean_confidence"]:.2f}{agreement} | {time.time() - t_eval:.1f}s')
   if tb:
-    tb.image(epoch, 'samples', images.sample_grid(grid_images, 5, 5, scale=2))
+    tb.image(epoch, 'samples', images.sample_grid(grid_images, side, side, scale=2))
   return q
 
 
@@ -494,11 +524,12 @@ def _write_plots(workdir: str, reference: dict[str, Any] | None,
 def _final_outputs(config: Config, workdir: str, state: train.GANState,
                    keys: dict[str, jax.Array], evaluator: _Evaluator,
                    history: list[dict[str, Any]], log: Log) -> dict[str, Any]:
-  """100 new images, their labels, the final grid and the report."""
+  """100 new images, their labels, the final grid and the report (a conditional
+  run's: ten of each class, a class per row of the grid)."""
   from gan_jax import labels
   out = os.path.join(workdir, 'final_generated_images')
   z = train.sample_noise(keys['final'], FINAL_IMAGES, config.noise_dim)
-  final = train.generate(state, z)
+  final = train.generate(state, z, class_rows(config, FINAL_IMAGES // datasets.NUM_CLASSES))
   names = images.save_images(out, final)
   images.save_grid(os.path.join(out, 'final_grid.png'), final, 10, 10)
   label_report = labels.label_report(evaluator.classifier, final, names)
@@ -513,12 +544,14 @@ def _final_outputs(config: Config, workdir: str, state: train.GANState,
   return {
       'epochs': config.epochs,
       'final': {k: last.get(k) for k in ('epoch', 'fd', 'is', 'label_entropy',
-                                          'classes_covered', 'mean_confidence')},
+                                          'classes_covered', 'mean_confidence')
+                + (('label_agreement',) if config.conditional else ())},
       'reference': evaluator.reference,
       'classifier': evaluator.stored.describe(),
       'classifier_accuracy': evaluator.stored.test_accuracy,
       'label_counts': dict(zip(class_names, counts)),
-      'quality_curve': [{k: r.get(k) for k in ('epoch', 'fd', 'is')} for r in evaluated],
+      'quality_curve': [{k: r[k] for k in ('epoch', 'fd', 'is', 'label_agreement') if k in r}
+                        for r in evaluated],
   }
 
 
@@ -537,7 +570,9 @@ def _print_summary(workdir: str, report: dict[str, Any], log: Log) -> None:
   ]
   if final.get('fd') is not None:
     lines.append(f'  final quality      FD {final["fd"]:.2f} | IS {final["is"]:.2f} '
-                 f'(real data: IS {ref["is"]:.2f}) | {final["classes_covered"]}/10 classes')
+                 f'(real data: IS {ref["is"]:.2f}) | {final["classes_covered"]}/10 classes'
+                 + (f' | label agreement {final["label_agreement"]:.1%}'
+                    if final.get('label_agreement') is not None else ''))
   lines += [
       f'  sample grids       {rel("generated_samples")}/ (progression.gif)',
       f'  final images       {rel("final_generated_images")}/ (labels.csv, final_grid.png)',
@@ -572,12 +607,24 @@ def sample_from_run(config: Config, log: Log = print) -> list[str]:
   meta = checkpoints.read_meta(manager, epoch)
   run_config = Config(**{k: v for k, v in meta['config'].items()
                          if k in Config.__dataclass_fields__})
+  if config.label is not None and not run_config.conditional:
+    raise RunError(f'--label={config.label}: the run in {workdir} is unconditional '
+                   '(trained without --conditional) and cannot be asked for a class; '
+                   'drop --label, or train a run with --conditional')
   fresh = _initial_progress(run_config, _keys(run_config.seed))
   restored, _ = checkpoints.restore(manager, epoch,
                                     checkpoint_tree(fresh.state, fresh.fixed_noise))
   key = jax.random.fold_in(_keys(config.seed)['sample'], config.num_samples)
   z = train.sample_noise(key, config.num_samples, run_config.noise_dim)
-  names = images.save_images(sample_dir, train.generate(restored['gan'], z),
+  labels, what = None, ''
+  if run_config.conditional:
+    if config.label is None:  # The classes in turn.
+      labels, what = np.arange(config.num_samples) % datasets.NUM_CLASSES, ' of every class'
+    else:
+      labels = np.full(config.num_samples, config.label)
+      name = datasets.CLASS_NAMES[datasets.canonical_name(run_config.dataset)][config.label]
+      what = f' of class {config.label} ({name})'
+  names = images.save_images(sample_dir, train.generate(restored['gan'], z, labels),
                              prefix='sample_')
-  log(f'Wrote {len(names)} images from the generator of epoch {epoch} to {sample_dir}')
+  log(f'Wrote {len(names)} images{what} from the generator of epoch {epoch} to {sample_dir}')
   return [os.path.join(sample_dir, n) for n in names]

@@ -51,7 +51,9 @@ def check_one_step_on_8_devices_has_the_gradients_and_losses_of_one():
   assert jax.device_count() == 8, jax.devices()
   mesh = train.make_mesh()
   step = jax.jit(train.train_step)
-  images = jax.random.uniform(jax.random.PRNGKey(3), (32, 28, 28, 1), minval=-1, maxval=1)
+  images = {'image': jax.random.uniform(jax.random.PRNGKey(3), (32, 28, 28, 1),
+                                       minval=-1, maxval=1),
+            'label': jnp.arange(32, dtype=jnp.int32) % 10}
   rng = jax.random.PRNGKey(7)
   for arch in ('mlp', 'dcgan'):
     one, m1 = step(gradient_state(arch), images, rng)

@@ -58,3 +58,20 @@ def test_bfloat16_compute_keeps_float32_parameters_and_outputs(arch):
 def test_unknown_arch_is_rejected():
   with pytest.raises(ValueError, match='unknown arch'):
     models.make_models('resnet')
+
+
+@pytest.mark.parametrize('arch', ['dcgan', 'mlp'])
+def test_conditional_networks_take_a_label_batch(arch):
+  generator, discriminator = models.make_models(arch, num_classes=10)
+  z = jax.random.normal(jax.random.PRNGKey(0), (6, 100))
+  labels = jnp.array([0, 1, 2, 7, 8, 9])
+  g_vars = generator.init(jax.random.PRNGKey(1), z, labels, train=False)
+  images = generator.apply(g_vars, z, labels, train=False)
+  assert images.shape == (6,) + models.IMAGE_SHAPE
+  assert g_vars['params']['label_embedding']['embedding'].shape == (10, models.LABEL_EMBEDDING)
+  d_vars = discriminator.init(jax.random.PRNGKey(2), images, labels, train=False)
+  logits = discriminator.apply(d_vars, images, labels, train=False)
+  assert logits.shape == (6,) and logits.dtype == jnp.float32
+  # The projection term: other labels, other logits for the same images.
+  other = discriminator.apply(d_vars, images, (labels + 1) % 10, train=False)
+  assert not jnp.allclose(logits, other)

@@ -99,3 +99,30 @@ def test_evaluate_keys_and_types():
                ('fd', 'is', 'label_entropy', 'mean_confidence'))
     assert type(out['classes_covered']) is int
     assert out['fd'] == pytest.approx(0, abs=1e-6)
+
+
+class _KnownAnswers:
+  """A classifier whose answer for image i is the class written in its first pixel."""
+
+  def features_and_probs(self, images):
+    answers = np.asarray(images)[:, 0, 0, 0].astype(int)
+    probs = 0.01 + 0.9 * _one_hot(answers)  # Rows sum to 1.
+    return probs.copy(), probs
+
+
+def test_label_agreement_is_the_share_of_images_classified_as_requested():
+  requested = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+  answers = np.array([0, 1, 2, 3, 4, 5, 6, 7, 1, 1])   # 8 of 10 as requested.
+  images = np.zeros((10, 28, 28, 1), np.float32)
+  images[:, 0, 0, 0] = answers
+  feats, probs = _KnownAnswers().features_and_probs(images)
+  assert quality.label_agreement(probs, requested) == pytest.approx(0.8)
+  assert quality.label_agreement(probs, answers) == 1.0
+  mu, sigma = quality.feature_stats(feats)
+  out = quality.evaluate(_KnownAnswers(), images, {'mu': mu, 'sigma': sigma},
+                         requested_labels=requested)
+  assert out['label_agreement'] == pytest.approx(0.8)
+  assert 'label_agreement' not in quality.evaluate(_KnownAnswers(), images,
+                                                   {'mu': mu, 'sigma': sigma})
+  with pytest.raises(ValueError, match='one requested label per image'):
+    quality.label_agreement(probs, requested[:5])

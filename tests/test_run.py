@@ -50,6 +50,9 @@ BAD_FLAGS = [
     (['--eval_samples=0'], '--eval_samples'),
     (['--keep_checkpoints=0'], '--keep_checkpoints'),
     (['--limit=0'], '--limit'),
+    (['--mode=sample', '--label=10'], '--label'),
+    (['--mode=sample', '--label=-1'], '--label'),
+    (['--label=3'], '--label'),
 ]
 
 
@@ -121,6 +124,26 @@ def test_batch_size_larger_than_the_dataset(tmp_path, data_dir):
 def test_sample_mode_without_a_checkpoint(tmp_path):
   result = _run(['--mode=sample', f'--workdir={tmp_path}'], cwd=tmp_path)
   assert result.returncode != 0 and 'no checkpoint' in result.stderr
+
+
+@pytest.mark.slow
+def test_label_is_refused_out_of_range_in_training_and_on_an_unconditional_run(
+    tmp_path, data_dir, classifier_dir):
+  workdir = tmp_path / 'run'
+  common = [f'--workdir={workdir}', f'--data_dir={data_dir}']
+  for args in (['--mode=sample', '--label=10'], ['--label=3']):
+    result = _run([*args, *common], cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count('error: --label') == 1, result.stderr
+  assert not workdir.exists()
+  trained = _run(['--epochs=1', '--limit=128', '--batch_size=64', '--eval_samples=100',
+                  f'--classifier_dir={classifier_dir}', *common], cwd=tmp_path, timeout=300)
+  assert trained.returncode == 0, trained.stderr
+  result = _run(['--mode=sample', '--label=3', *common], cwd=tmp_path)
+  assert result.returncode == 2, result.stderr
+  assert 'unconditional' in result.stderr and 'Traceback' not in result.stderr
+  assert len([l for l in result.stderr.splitlines() if l.startswith('error:')]) == 1
+  assert not (workdir / 'samples').exists()
 
 
 @pytest.mark.slow

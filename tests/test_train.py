@@ -14,7 +14,13 @@ def _state(arch, **kw):
 
 
 def _batch(n=16):
-  return jax.random.uniform(jax.random.PRNGKey(3), (n, 28, 28, 1), minval=-1, maxval=1)
+  return {'image': jax.random.uniform(jax.random.PRNGKey(3), (n, 28, 28, 1),
+                                      minval=-1, maxval=1),
+          'label': jnp.arange(n, dtype=jnp.int32) % 10}
+
+
+def _rows(batches, rows):
+  return jax.tree_util.tree_map(lambda x: x[rows], batches)
 
 
 def _changed(a, b):
@@ -90,16 +96,16 @@ def _assert_states_close(a, b):
 
 
 def _batches(n=64, steps=4, batch_size=16):
-  """(steps, batch_size, 28, 28, 1) batches of a permutation of n random images."""
-  return _batch(n)[train.epoch_batches(jax.random.PRNGKey(0), n, steps, batch_size)]
+  """(steps, batch_size, ...) batches of a permutation of n random images."""
+  return _rows(_batch(n), train.epoch_batches(jax.random.PRNGKey(0), n, steps, batch_size))
 
 
 def test_run_chunk_sums_metrics_and_does_not_depend_on_chunking():
   batches = _batches()
   rng = jax.random.PRNGKey(7)
   one, m_one = train.run_chunk(_state('mlp'), batches, rng)
-  two, m_a = train.run_chunk(_state('mlp'), batches[:2], rng)
-  two, m_b = train.run_chunk(two, batches[2:], rng)
+  two, m_a = train.run_chunk(_state('mlp'), _rows(batches, slice(None, 2)), rng)
+  two, m_b = train.run_chunk(two, _rows(batches, slice(2, None)), rng)
   assert int(one.generator.step) == 4
   np.testing.assert_allclose(m_one['g_loss'], m_a['g_loss'] + m_b['g_loss'], rtol=1e-5)
   _assert_trees_close(one.generator.params, two.generator.params)
@@ -114,8 +120,8 @@ def test_scanned_chunk_equals_per_step_train_batch_calls(arch):
   scanned, m_scan = train.run_chunk(_state(arch), batches, rng)
   state, sums = _state(arch), {k: 0.0 for k in train.METRIC_NAMES}
   step = jax.jit(train.train_batch)
-  for batch in batches:
-    state, m = step(state, batch, rng)
+  for i in range(3):
+    state, m = step(state, _rows(batches, i), rng)
     sums = {k: sums[k] + m[k] for k in sums}
   assert int(scanned.generator.step) == int(state.generator.step) == 3
   for k in train.METRIC_NAMES:
@@ -205,8 +211,35 @@ def test_label_smoothing_lowers_the_target_for_real_images():
   plain, m0 = jax.jit(train.discriminator_step)(_state('mlp', label_smoothing=0.0), images, rng)
   smooth, m1 = jax.jit(train.discriminator_step)(_state('mlp', label_smoothing=0.1), images, rng)
   d = _state('mlp').discriminator
-  real_logits = d.apply_fn({'params': d.params}, images, train=True,
+  real_logits = d.apply_fn({'params': d.params}, images['image'], train=True,
                            rngs={'dropout': jax.random.fold_in(rng, 1)})
   np.testing.assert_allclose(m1['d_loss'] - m0['d_loss'], 0.1 * real_logits.mean(),
                              rtol=1e-4, atol=1e-6)
   assert _changed(plain.discriminator.params, smooth.discriminator.params)
+
+
+@pytest.mark.parametrize('arch', ['dcgan', 'mlp'])
+def test_one_conditional_step_changes_both_networks_and_their_label_layers(arch):
+  state = _state(arch, conditional=True)
+  assert state.num_classes == 10
+  new, metrics = jax.jit(train.train_step)(state, _batch(), jax.random.PRNGKey(1))
+  assert all(np.isfinite(v) for v in metrics.values())
+  assert _changed(state.generator.params['label_embedding'],
+                  new.generator.params['label_embedding'])
+  assert _changed(state.discriminator.params['label_projection'],
+                  new.discriminator.params['label_projection'])
+  assert _changed(state.generator.params, new.generator.params)
+  assert _changed(state.discriminator.params, new.discriminator.params)
+
+
+def test_conditional_generator_needs_labels_and_follows_them():
+  state = _state('mlp', conditional=True)
+  z = jnp.zeros((4, 100))
+  with pytest.raises(ValueError, match='needs the labels'):
+    train.generate(state, z)
+  threes, sevens = train.generate(state, z, [3] * 4), train.generate(state, z, [7] * 4)
+  assert threes.shape == (4, 28, 28, 1)
+  assert not np.allclose(threes, sevens)  # The same noise, another class.
+  # An unconditional generator ignores labels.
+  plain = _state('mlp')
+  np.testing.assert_array_equal(train.generate(plain, z, [3] * 4), train.generate(plain, z))

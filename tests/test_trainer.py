@@ -192,6 +192,33 @@ def test_sample_mode_writes_n_images_deterministically(tmp_path, data_dir, class
   assert Image.open(paths[0]).size == (28, 28)
 
 
+def test_conditional_run_grids_a_class_per_row_and_samples_a_requested_class(
+    tmp_path, data_dir, classifier_dir):
+  config = _config(tmp_path, data_dir, classifier_dir, conditional=True, epochs=1)
+  report = trainer.train_and_evaluate(config, log=_quiet)
+  assert 0.0 <= report['final']['label_agreement'] <= 1.0
+  assert 'label_agreement' in files.read_jsonl(
+      os.path.join(config.workdir, 'metrics.jsonl'))[-1]
+  grid = Image.open(os.path.join(config.workdir, 'generated_samples', 'epoch_01.png'))
+  plain = Image.open(os.path.join(config.workdir, 'final_generated_images', 'final_grid.png'))
+  assert grid.size == plain.size  # 10x10, like the final grid.
+  final = sorted(n for n in os.listdir(os.path.join(config.workdir, 'final_generated_images'))
+                 if n.startswith('img_'))
+  assert len(final) == 100
+  # The grid rows are the classes: the same noise per column, another label per row.
+  rows = trainer.class_rows(config, 10)
+  assert rows.tolist() == [c for c in range(10) for _ in range(10)]
+  noise = np.asarray(trainer.grid_noise(config, trainer._keys(0)['grid']))
+  np.testing.assert_array_equal(noise[:10], noise[10:20])
+  sevens = trainer.sample_from_run(config.replace(num_samples=4, label=7,
+                                                  sample_dir=str(tmp_path / 's7')), log=_quiet)
+  threes = trainer.sample_from_run(config.replace(num_samples=4, label=3,
+                                                  sample_dir=str(tmp_path / 's3')), log=_quiet)
+  assert len(sevens) == 4
+  # The same noise, another class: other images.
+  assert not np.array_equal(np.asarray(Image.open(sevens[0])), np.asarray(Image.open(threes[0])))
+
+
 def test_sample_mode_without_checkpoint_is_an_error(tmp_path):
   with pytest.raises(trainer.RunError, match='no checkpoint'):
     trainer.sample_from_run(Config(workdir=str(tmp_path)), log=_quiet)
