@@ -16,17 +16,22 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
 
 
 def sample_grid(images: np.ndarray, rows: int, cols: int, border: int = 2,
-                scale: int = 1) -> np.ndarray:
-  """Tiles images into one grayscale grid.
+                scale: int = 1, caption_height: int = 0, background: int = 0
+                ) -> np.ndarray:
+  """Tiles images into one grayscale grid (the one grid renderer: the sample
+  grids, and under `gan_jax.labels`' captions the labelled grid).
 
   Args:
     images: (N, H, W, 1) or (N, H, W) in [-1, 1], N >= rows * cols.
     rows, cols: grid size.
-    border: pixels of black between and around cells (after scaling).
+    border: pixels between and around cells (after scaling).
     scale: integer upscaling of each cell (nearest neighbour), for viewing.
+    caption_height: empty pixels under each cell, for a caption.
+    background: the gray level of borders and caption space (0 black, 255 white).
 
   Returns:
-    A uint8 array (rows*(H*scale+border)+border, cols*(W*scale+border)+border).
+    A uint8 array (rows*(H*scale+caption_height+border)+border,
+    cols*(W*scale+border)+border).
   """
   cells = to_uint8(images)
   if cells.ndim == 4:
@@ -36,10 +41,11 @@ def sample_grid(images: np.ndarray, rows: int, cols: int, border: int = 2,
   if scale > 1:
     cells = cells.repeat(scale, axis=1).repeat(scale, axis=2)
   h, w = cells.shape[1:]
-  grid = np.zeros((rows * (h + border) + border, cols * (w + border) + border), np.uint8)
+  cell_h = h + caption_height + border
+  grid = np.full((rows * cell_h + border, cols * (w + border) + border), background, np.uint8)
   for i in range(rows * cols):
     r, c = divmod(i, cols)
-    y, x = border + r * (h + border), border + c * (w + border)
+    y, x = border + r * cell_h, border + c * (w + border)
     grid[y:y + h, x:x + w] = cells[i]
   return grid
 

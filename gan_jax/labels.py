@@ -145,23 +145,23 @@ def labeled_grid(report: LabelReport, images: np.ndarray,
     An RGB uint8 array of shape (rows * (28*scale + CAPTION_HEIGHT + pad) + pad,
     columns * (28*scale + pad) + pad), pad = GRID_PADDING.
   """
-  pixels = images_lib.to_uint8(images)
-  if pixels.ndim == 4:
-    pixels = pixels[..., 0]
-  if len(pixels) != report.num_images:
-    raise ValueError(f'{len(pixels)} images for a report of {report.num_images}')
-  tile_h, tile_w = pixels.shape[1] * scale, pixels.shape[2] * scale
-  rows = max(-(-len(pixels) // columns), 1)
+  images = np.asarray(images, np.float32)
+  if len(images) != report.num_images:
+    raise ValueError(f'{len(images)} images for a report of {report.num_images}')
+  rows = max(-(-len(images) // columns), 1)
+  # White (+1) tiles fill the last row, so they vanish into the background.
+  blank = np.ones((rows * columns - len(images),) + images.shape[1:], np.float32)
+  grid = images_lib.sample_grid(np.concatenate([images, blank]), rows, columns,
+                                border=GRID_PADDING, scale=scale,
+                                caption_height=CAPTION_HEIGHT, background=255)
+  canvas = Image.fromarray(grid).convert('RGB')
+  tile_h, tile_w = images.shape[1] * scale, images.shape[2] * scale
   cell_w, cell_h = tile_w + GRID_PADDING, tile_h + CAPTION_HEIGHT + GRID_PADDING
-  canvas = Image.new('RGB', (columns * cell_w + GRID_PADDING,
-                             rows * cell_h + GRID_PADDING), 'white')
   draw = ImageDraw.Draw(canvas)
   font = ImageFont.load_default()
-  for k, tile in enumerate(pixels):
+  for k in range(len(images)):
     x = GRID_PADDING + (k % columns) * cell_w
     y = GRID_PADDING + (k // columns) * cell_h
-    canvas.paste(Image.fromarray(tile).resize((tile_w, tile_h), Image.NEAREST)
-                 .convert('RGB'), (x, y))
     caption = _fit(draw, f'{report.class_names[report.labels[k]]} '
                    f'{report.confidences[k]:.2f}', font, tile_w)
     draw.text((x + 1, y + tile_h + 1), caption, fill='black', font=font)

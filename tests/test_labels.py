@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image
 
 from gan_jax import datasets, labels
+from gan_jax import images as images_lib
 
 CLASS_NAMES = datasets.CLASS_NAMES['fashion_mnist']
 
@@ -84,3 +85,18 @@ def test_write_label_outputs(tmp_path):
   # Captions are drawn: the caption strip under the first tile has dark pixels.
   strip = np.asarray(grid)[pad + tile:pad + tile + cap, pad:pad + tile]
   assert strip.min() < 100
+
+
+def test_labeled_grid_shows_each_image_as_the_sample_grid_does_with_a_caption_below():
+  images = _images(13)
+  report = labels.label_report(_FakeClassifier(), images, _names(13))
+  grid = labels.labeled_grid(report, images, columns=5, scale=3)
+  pad, cap = labels.GRID_PADDING, labels.CAPTION_HEIGHT
+  assert grid.shape == (3 * (84 + cap + pad) + pad, 5 * (84 + pad) + pad, 3)
+  tiles = images_lib.to_uint8(images)[..., 0].repeat(3, axis=1).repeat(3, axis=2)
+  for k in (0, 6, 12):
+    y, x = pad + (k // 5) * (84 + cap + pad), pad + (k % 5) * (84 + pad)
+    np.testing.assert_array_equal(grid[y:y + 84, x:x + 84, 0], tiles[k])
+    caption = grid[y + 84:y + 84 + cap, x:x + 84]
+    assert (caption < 128).any()             # Dark text under the tile...
+  assert (grid[pad + 2 * (84 + cap + pad):, pad + 3 * (84 + pad):] == 255).all()  # ...none after the last.
