@@ -9,7 +9,6 @@ written with `files.write_bytes`, so a kill never leaves a torn PNG or GIF.
 from __future__ import annotations
 
 import io
-import json
 import math
 import os
 import re
@@ -100,7 +99,8 @@ def plot_losses(records: Sequence[Mapping[str, Any]], path: str) -> None:
 
 def plot_quality(records: Sequence[Mapping[str, Any]],
                  reference: Mapping[str, Any] | None, path: str) -> None:
-  """Plots FD (left) and IS (right) over the evaluated epochs.
+  """Plots FD (left) and IS (right) over the evaluated epochs, and the label
+  agreement of a conditional run (a third panel).
 
   Args:
     records: `metrics.jsonl` records; epochs without `fd`/`is` are skipped.
@@ -111,9 +111,11 @@ def plot_quality(records: Sequence[Mapping[str, Any]],
   """
   reference = reference or {}
   records = _by_epoch(records)
-  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-  panels = (('fd', 'Fréchet distance (lower is better)', 'tab:red'),
-            ('is', 'Inception score (higher is better)', 'tab:purple'))
+  panels = [('fd', 'Fréchet distance (lower is better)', 'tab:red'),
+            ('is', 'Inception score (higher is better)', 'tab:purple')]
+  if any('label_agreement' in r for r in records):  # A conditional run.
+    panels.append(('label_agreement', 'Label agreement (higher is better)', 'tab:green'))
+  fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
   for ax, (key, title, color) in zip(axes, panels):
     points = [(r['epoch'], _num(r.get(key))) for r in records]
     points = [(e, v) for e, v in points if not math.isnan(v)]
@@ -232,32 +234,27 @@ def write_progression_gif(sample_dir: str, path: str) -> bool:
   return True
 
 
-def write_all_plots(workdir: str,
+def write_all_plots(workdir: str, history: Sequence[Mapping[str, Any]],
                     reference: Mapping[str, Any] | None = None,
                     label_counts: Sequence[int] | np.ndarray | None = None,
                     class_names: Sequence[str] | None = None) -> list[str]:
-  """Writes every plot of a run from the files in `workdir`.
+  """Writes every plot of a run into `workdir`.
 
   Writes `plots/losses.png`, `plots/quality.png`, `plots/label_distribution.png`
   (only when `label_counts` is given) and `generated_samples/progression.gif`
   (only when there are epoch grids).
 
   Args:
-    workdir: the run's folder, holding `metrics.jsonl`.
-    reference: real-data figures; None reads `report.json`'s `reference` when
-      that file exists.
+    workdir: the run's folder.
+    history: the run's per-epoch records (what `metrics.jsonl` holds).
+    reference: real-data figures (`report.json`'s `reference`), or None.
     label_counts: generated images per predicted class, or None.
     class_names: names for the classes of `label_counts`.
 
   Returns:
     The paths written.
   """
-  records = files.read_jsonl(os.path.join(workdir, 'metrics.jsonl'))
-  if reference is None:
-    report = os.path.join(workdir, 'report.json')
-    if os.path.exists(report):
-      with open(report) as f:
-        reference = json.load(f).get('reference')
+  records = list(history)
   plots_dir = os.path.join(workdir, 'plots')
   written = []
   path = os.path.join(plots_dir, 'losses.png')

@@ -471,7 +471,7 @@ def _train_epochs(config: Config, data: input_pipeline.Split, mesh, progress: _P
       if is_save_epoch(epoch, config) or stop:
         _save_checkpoint(manager, config, epoch, progress)
         if multihost.is_main():
-          _write_plots(workdir, evaluator.reference)
+          _write_plots(workdir, progress.history, evaluator.reference)
       if stop:
         bar.close()
         raise Interrupted(
@@ -513,11 +513,12 @@ def _save_epoch_outputs(config: Config, epoch: int, progress: _Progress,
   return q
 
 
-def _write_plots(workdir: str, reference: dict[str, Any] | None,
+def _write_plots(workdir: str, history: list[dict[str, Any]],
+                 reference: dict[str, Any] | None,
                  label_counts: list[int] | None = None,
                  class_names: list[str] | None = None) -> None:
   from gan_jax import plots
-  plots.write_all_plots(workdir, reference=reference, label_counts=label_counts,
+  plots.write_all_plots(workdir, history, reference=reference, label_counts=label_counts,
                         class_names=class_names)
 
 
@@ -538,7 +539,7 @@ def _final_outputs(config: Config, workdir: str, state: train.GANState,
   log(labels.distribution_table(label_report))
   counts = [int(c) for c in label_report.counts]
   class_names = list(evaluator.classifier.class_names)
-  _write_plots(workdir, evaluator.reference, counts, class_names)
+  _write_plots(workdir, history, evaluator.reference, counts, class_names)
   evaluated = [r for r in history if 'fd' in r]
   last = evaluated[-1] if evaluated else {}
   return {

@@ -55,10 +55,8 @@ def _make_workdir(tmp_path, epochs: int = 12) -> str:
 
 def test_write_all_plots(tmp_path):
   workdir = _make_workdir(tmp_path)
-  files.write_json(os.path.join(workdir, 'report.json'),
-                   {'reference': {'fd': 0.0, 'is': 9.5}})
-  written = plots.write_all_plots(workdir, label_counts=np.arange(10) * 7,
-                                  class_names=FASHION)
+  written = plots.write_all_plots(workdir, _records(12), {'fd': 0.0, 'is': 9.5},
+                                  label_counts=np.arange(10) * 7, class_names=FASHION)
   expected = [os.path.join(workdir, p) for p in (
       'plots/losses.png', 'plots/quality.png', 'plots/label_distribution.png',
       'generated_samples/progression.gif')]
@@ -70,8 +68,7 @@ def test_write_all_plots(tmp_path):
 
 def test_write_all_plots_without_counts_or_grids(tmp_path):
   workdir = str(tmp_path)
-  files.write_jsonl(os.path.join(workdir, 'metrics.jsonl'), _records(1))
-  written = plots.write_all_plots(workdir)
+  written = plots.write_all_plots(workdir, _records(1))
   assert [os.path.relpath(p, workdir) for p in written] == [
       os.path.join('plots', 'losses.png'), os.path.join('plots', 'quality.png')]
   assert not os.path.exists(os.path.join(workdir, 'plots', 'label_distribution.png'))
@@ -140,3 +137,16 @@ def test_figures_are_closed(tmp_path):
   plots.plot_quality(_records(5), {'is': 9.0}, str(tmp_path / 'b.png'))
   plots.plot_label_distribution([1, 2], ['a', 'b'], str(tmp_path / 'c.png'))
   assert len(plt.get_fignums()) == before
+
+
+def test_quality_plot_of_a_conditional_run_adds_the_label_agreement(tmp_path):
+  records = _records(10)
+  plots.plot_quality(records, {'is': 9.8}, str(tmp_path / 'plain.png'))
+  for r in records:
+    if 'fd' in r:
+      r['label_agreement'] = 0.9
+  plots.plot_quality(records, {'is': 9.8}, str(tmp_path / 'conditional.png'))
+  with Image.open(tmp_path / 'plain.png') as plain, \
+       Image.open(tmp_path / 'conditional.png') as conditional:
+    assert conditional.width > 1.3 * plain.width   # Three panels, not two.
+    assert conditional.height == plain.height
