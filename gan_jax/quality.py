@@ -21,7 +21,7 @@ Everything here except `evaluate` is a pure NumPy function.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -205,30 +205,8 @@ def label_agreement(probs: np.ndarray, requested: np.ndarray) -> float:
   return float(np.mean(probs.argmax(axis=1) == requested))
 
 
-def _reference_moments(reference_stats: ReferenceStats | Mapping[str, Any]
-                       ) -> tuple[np.ndarray, np.ndarray]:
-  if isinstance(reference_stats, Mapping):
-    return np.asarray(reference_stats['mu']), np.asarray(reference_stats['sigma'])
-  return reference_stats.mu, reference_stats.sigma
-
-
-def metrics_from_outputs(features: np.ndarray, probs: np.ndarray,
-                         reference_stats: ReferenceStats | Mapping[str, Any]
-                         ) -> dict[str, float | int]:
-  """The metrics of `evaluate` from already computed features and probabilities."""
-  mu, sigma = feature_stats(features)
-  ref_mu, ref_sigma = _reference_moments(reference_stats)
-  return {
-      'fd': frechet_distance(mu, sigma, ref_mu, ref_sigma),
-      'is': inception_score(probs),
-      'label_entropy': label_entropy(probs),
-      'classes_covered': classes_covered(probs),
-      'mean_confidence': mean_confidence(probs),
-  }
-
-
 def evaluate(classifier: FeatureModel, images: np.ndarray,
-             reference_stats: ReferenceStats | Mapping[str, Any],
+             reference_stats: ReferenceStats,
              requested_labels: np.ndarray | None = None) -> dict[str, float | int]:
   """Scores generated images against the real test set.
 
@@ -237,7 +215,7 @@ def evaluate(classifier: FeatureModel, images: np.ndarray,
       `features_and_probs(images) -> (features (N, D), probs (N, K))`).
     images: generated images, shape (N, 28, 28, 1) (or (N, 28, 28)) in [-1, 1];
       N >= 2. FD is biased upwards for small N, so compare runs at equal N.
-    reference_stats: `Classifier.reference()` (or a mapping with 'mu', 'sigma').
+    reference_stats: the real test set's statistics (`StoredClassifier.reference`).
     requested_labels: for a conditional GAN, the label each image was
       generated with; adds 'label_agreement'.
 
@@ -246,7 +224,14 @@ def evaluate(classifier: FeatureModel, images: np.ndarray,
      'classes_covered': int, 'mean_confidence': float[, 'label_agreement': float]}.
   """
   features, probs = classifier.features_and_probs(images)
-  metrics = metrics_from_outputs(features, probs, reference_stats)
+  mu, sigma = feature_stats(features)
+  metrics = {
+      'fd': frechet_distance(mu, sigma, reference_stats.mu, reference_stats.sigma),
+      'is': inception_score(probs),
+      'label_entropy': label_entropy(probs),
+      'classes_covered': classes_covered(probs),
+      'mean_confidence': mean_confidence(probs),
+  }
   if requested_labels is not None:
     metrics['label_agreement'] = label_agreement(probs, requested_labels)
   return metrics

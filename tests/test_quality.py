@@ -91,14 +91,11 @@ def test_evaluate_keys_and_types():
   ref = quality.ReferenceStats(mu=mu, sigma=sigma, inception_score=1.0,
                                label_entropy=0.0, classes_covered=1,
                                mean_confidence=1.0, num_examples=200)
-  for reference in (ref, {'mu': mu, 'sigma': sigma}):
-    out = quality.evaluate(_FakeClassifier(), images, reference)
-    assert list(out) == ['fd', 'is', 'label_entropy', 'classes_covered',
-                         'mean_confidence']
-    assert all(type(out[k]) is float for k in
-               ('fd', 'is', 'label_entropy', 'mean_confidence'))
-    assert type(out['classes_covered']) is int
-    assert out['fd'] == pytest.approx(0, abs=1e-6)
+  out = quality.evaluate(_FakeClassifier(), images, ref)
+  assert list(out) == ['fd', 'is', 'label_entropy', 'classes_covered', 'mean_confidence']
+  assert all(type(out[k]) is float for k in ('fd', 'is', 'label_entropy', 'mean_confidence'))
+  assert type(out['classes_covered']) is int
+  assert out['fd'] == pytest.approx(0, abs=1e-6)
 
 
 class _KnownAnswers:
@@ -119,10 +116,11 @@ def test_label_agreement_is_the_share_of_images_classified_as_requested():
   assert quality.label_agreement(probs, requested) == pytest.approx(0.8)
   assert quality.label_agreement(probs, answers) == 1.0
   mu, sigma = quality.feature_stats(feats)
-  out = quality.evaluate(_KnownAnswers(), images, {'mu': mu, 'sigma': sigma},
-                         requested_labels=requested)
+  reference = quality.ReferenceStats(mu=mu, sigma=sigma, inception_score=1.0,
+                                     label_entropy=0.0, classes_covered=1,
+                                     mean_confidence=1.0, num_examples=10)
+  out = quality.evaluate(_KnownAnswers(), images, reference, requested_labels=requested)
   assert out['label_agreement'] == pytest.approx(0.8)
-  assert 'label_agreement' not in quality.evaluate(_KnownAnswers(), images,
-                                                   {'mu': mu, 'sigma': sigma})
+  assert 'label_agreement' not in quality.evaluate(_KnownAnswers(), images, reference)
   with pytest.raises(ValueError, match='one requested label per image'):
     quality.label_agreement(probs, requested[:5])
