@@ -37,7 +37,7 @@ import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 
 from gan_jax import config as config_lib  # pylint: disable=g-import-not-at-top
-from gan_jax import models, train  # pylint: disable=g-import-not-at-top
+from gan_jax import datasets, train  # pylint: disable=g-import-not-at-top
 
 
 def main() -> None:
@@ -55,7 +55,7 @@ def main() -> None:
                              dtype=args.dtype)
   state = train.create_state(config, jax.random.PRNGKey(0))
   images = {'image': jax.random.uniform(jax.random.PRNGKey(1),
-                                       (args.batch_size,) + models.IMAGE_SHAPE,
+                                       (args.batch_size,) + datasets.IMAGE_SHAPE,
                                        minval=-1.0, maxval=1.0),
             'label': jnp.arange(args.batch_size, dtype=jnp.int32) % 10}
   rng = jax.random.PRNGKey(2)

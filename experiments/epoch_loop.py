@@ -41,7 +41,7 @@ import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 
 from gan_jax import config as config_lib  # pylint: disable=g-import-not-at-top
-from gan_jax import models, train  # pylint: disable=g-import-not-at-top
+from gan_jax import datasets, train  # pylint: disable=g-import-not-at-top
 
 _train_batch = jax.jit(train.train_batch, donate_argnums=(0,))
 
@@ -72,7 +72,7 @@ def main() -> None:
   config = config_lib.Config(arch=args.arch, batch_size=args.batch_size)
   state = train.create_state(config, jax.random.PRNGKey(0))
   images = np.random.default_rng(1).uniform(
-      -1, 1, (args.images,) + models.IMAGE_SHAPE).astype(np.float32)
+      -1, 1, (args.images,) + datasets.IMAGE_SHAPE).astype(np.float32)
   idx = np.asarray(train.epoch_batches(jax.random.PRNGKey(2), args.images, steps,
                                        args.batch_size))
   rng = jax.random.PRNGKey(3)

@@ -34,8 +34,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from gan_jax import layers
-from gan_jax.datasets import IMAGE_SHAPE
+from gan_jax import datasets, layers
 Dtype = Any
 Array = jnp.ndarray
 
@@ -118,7 +117,7 @@ class MLPGenerator(nn.Module):
     for i, width in enumerate((256, 512, 1024)):
       x = nn.leaky_relu(nn.Dense(width, dtype=self.dtype, name=f'dense{i}')(x), 0.2)
     x = nn.Dense(28 * 28, dtype=self.dtype, name='out')(x)
-    return jnp.tanh(x.astype(jnp.float32)).reshape((-1,) + IMAGE_SHAPE)
+    return jnp.tanh(x.astype(jnp.float32)).reshape((-1,) + datasets.IMAGE_SHAPE)
 
 
 class MLPDiscriminator(nn.Module):

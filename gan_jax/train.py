@@ -41,8 +41,6 @@ Metrics = dict[str, jnp.ndarray]
 Batch = dict[str, jax.Array]  # {'image': (B, 28, 28, 1), 'label': (B,) int32}
 METRIC_NAMES = ('d_loss', 'd_acc', 'g_loss')
 
-DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
-
 
 class TrainState(train_state.TrainState):
   """A Flax TrainState that also carries BatchNorm statistics ({} if none)."""
@@ -80,7 +78,7 @@ def create_state(config: Config, rng: jax.Array) -> GANState:
     rng: the initialisation key.
   """
   num_classes = datasets.NUM_CLASSES if config.conditional else 0
-  generator, discriminator = models.make_models(config.arch, DTYPES[config.dtype],
+  generator, discriminator = models.make_models(config.arch, jnp.dtype(config.dtype),
                                                 num_classes)
   g_rng, d_rng = jax.random.split(rng)
   labels = jnp.zeros((1,), jnp.int32)

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from gan_jax import models, train
+from gan_jax import datasets, models, train
 from gan_jax.config import Config
 
 
@@ -15,7 +15,7 @@ def test_generator_output_is_image_shape_in_range(arch, noise_dim):
   z = jax.random.normal(jax.random.PRNGKey(0), (3, noise_dim))
   variables = generator.init(jax.random.PRNGKey(1), z, train=False)
   out = generator.apply(variables, z, train=False)
-  assert out.shape == (3,) + models.IMAGE_SHAPE
+  assert out.shape == (3,) + datasets.IMAGE_SHAPE
   assert out.dtype == jnp.float32
   assert float(jnp.abs(out).max()) <= 1.0
 
@@ -23,7 +23,7 @@ def test_generator_output_is_image_shape_in_range(arch, noise_dim):
 @pytest.mark.parametrize('arch', ['dcgan', 'mlp'])
 def test_discriminator_gives_one_logit_per_image(arch):
   _, discriminator = models.make_models(arch)
-  x = jnp.zeros((5,) + models.IMAGE_SHAPE)
+  x = jnp.zeros((5,) + datasets.IMAGE_SHAPE)
   variables = discriminator.init(jax.random.PRNGKey(0), x, train=False)
   logits = discriminator.apply(variables, x, train=True, rngs={'dropout': jax.random.PRNGKey(1)})
   assert logits.shape == (5,)
@@ -67,7 +67,7 @@ def test_conditional_networks_take_a_label_batch(arch):
   labels = jnp.array([0, 1, 2, 7, 8, 9])
   g_vars = generator.init(jax.random.PRNGKey(1), z, labels, train=False)
   images = generator.apply(g_vars, z, labels, train=False)
-  assert images.shape == (6,) + models.IMAGE_SHAPE
+  assert images.shape == (6,) + datasets.IMAGE_SHAPE
   assert g_vars['params']['label_embedding']['embedding'].shape == (10, models.LABEL_EMBEDDING)
   d_vars = discriminator.init(jax.random.PRNGKey(2), images, labels, train=False)
   logits = discriminator.apply(d_vars, images, labels, train=False)
