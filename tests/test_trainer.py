@@ -102,13 +102,14 @@ def test_interrupted_and_resumed_run_ends_identical_to_uninterrupted_run(
   trainer.train_and_evaluate(full, log=_quiet)
 
   part = _config(tmp_path / 'part', data_dir, classifier_dir, epochs=4, save_interval=2)
-  real_chunk, calls = trainer.train.run_chunk, []
+  real_chunk, sent = trainer.train.run_chunk, []
+  steps_per_epoch = part.limit // part.batch_size
 
-  def interrupted(*args, **kwargs):  # Ctrl-C in the middle of epoch 2 (10 chunks/epoch).
-    calls.append(1)
-    if len(calls) == 15:
+  def interrupted(state, *args, **kwargs):  # Ctrl-C once epoch 2 has begun.
+    if int(state.generator.step) >= steps_per_epoch and not sent:
+      sent.append(True)
       os.kill(os.getpid(), signal.SIGINT)
-    return real_chunk(*args, **kwargs)
+    return real_chunk(state, *args, **kwargs)
 
   monkeypatch.setattr(trainer.train, 'run_chunk', interrupted)
   with pytest.raises(trainer.Interrupted, match='after epoch 2/4'):
