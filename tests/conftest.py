@@ -1,4 +1,11 @@
-"""Shared pytest fixtures: the real data and the shipped MNIST classifier."""
+"""Shared pytest fixtures: the real data, the fake data, the shipped MNIST classifier.
+
+Two tiers of data. `mock_data_dir` fakes TFDS with `tfds.testing.mock_data`
+(tests/mock_tfds.py), so most tests need no files. `data_dir` is the real,
+prepared TFDS folder (../shared/tfds or $TFDS_DATA_DIR); every test that asks
+for it is marked `real_data` here, so a contributor without the data runs
+`pytest -m "not real_data"`. CI runs both tiers.
+"""
 
 import os
 
@@ -12,6 +19,20 @@ def _find_data_dir() -> str:
     if path and os.path.isdir(os.path.join(path, 'mnist')):
       return os.path.abspath(path)
   return ''
+
+
+def pytest_collection_modifyitems(items):
+  for item in items:
+    if 'data_dir' in getattr(item, 'fixturenames', ()):
+      item.add_marker(pytest.mark.real_data)
+
+
+@pytest.fixture
+def mock_data_dir():
+  """A data folder name under which TFDS serves fake examples (tests/mock_tfds.py)."""
+  from mock_tfds import fake_datasets
+  with fake_datasets():
+    yield '/nonexistent/mock_tfds'
 
 
 @pytest.fixture(scope='session')

@@ -1,6 +1,8 @@
 """The command line: flag validation, help, interactive mode, signals.
 
-Each test runs `python run.py` in a subprocess, as a user would.
+Each test runs `python run.py` in a subprocess, as a user would; those that
+train read the fake data of tests/mock_tfds.py (`fake_data=True`: run.py
+started through it, with an empty folder as --data_dir).
 """
 
 import os
@@ -15,11 +17,13 @@ from gan_jax import files
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN = os.path.join(REPO_ROOT, 'run.py')
+ON_FAKE_DATA = [os.path.join(REPO_ROOT, 'tests', 'mock_tfds.py'), RUN]
 
 
-def _run(args, cwd, timeout=120, stdin=None):
+def _run(args, cwd, timeout=120, stdin=None, fake_data=False):
   env = dict(os.environ, PYTHONUNBUFFERED='1')
-  return subprocess.run([sys.executable, RUN, *args], cwd=cwd, capture_output=True,
+  command = [sys.executable, *(ON_FAKE_DATA if fake_data else [RUN]), *args]
+  return subprocess.run(command, cwd=cwd, capture_output=True,
                         text=True, timeout=timeout, input=stdin, env=env)
 
 
@@ -100,21 +104,22 @@ def test_data_not_available_offline_fails_fast_naming_the_fix(tmp_path):
 
 
 @pytest.mark.slow
-def test_workdir_that_is_a_file_or_unwritable_is_refused(tmp_path, data_dir):
+def test_workdir_that_is_a_file_or_unwritable_is_refused(tmp_path):
   target = tmp_path / 'a_file'
   target.write_text('keep me')
-  result = _run([f'--workdir={target}', f'--data_dir={data_dir}', '--limit=256'], cwd=tmp_path)
+  result = _run([f'--workdir={target}', f'--data_dir={tmp_path}', '--limit=256'], cwd=tmp_path,
+                fake_data=True)
   assert result.returncode != 0 and 'is a file' in result.stderr
   assert target.read_text() == 'keep me'
-  result = _run(['--workdir=/proc/gan_jax_run', f'--data_dir={data_dir}', '--limit=256'],
-                cwd=tmp_path)
+  result = _run(['--workdir=/proc/gan_jax_run', f'--data_dir={tmp_path}', '--limit=256'],
+                cwd=tmp_path, fake_data=True)
   assert result.returncode != 0 and 'cannot write' in result.stderr
 
 
 @pytest.mark.slow
-def test_batch_size_larger_than_the_dataset(tmp_path, data_dir):
-  result = _run([f'--workdir={tmp_path}/run', f'--data_dir={data_dir}', '--limit=300',
-                 '--batch_size=512'], cwd=tmp_path)
+def test_batch_size_larger_than_the_dataset(tmp_path):
+  result = _run([f'--workdir={tmp_path}/run', f'--data_dir={tmp_path}', '--limit=300',
+                 '--batch_size=512'], cwd=tmp_path, fake_data=True)
   assert result.returncode != 0
   assert 'larger than the 300 training examples' in result.stderr
   assert not (tmp_path / 'run').exists()
@@ -128,18 +133,19 @@ def test_sample_mode_without_a_checkpoint(tmp_path):
 
 @pytest.mark.slow
 def test_label_is_refused_out_of_range_in_training_and_on_an_unconditional_run(
-    tmp_path, data_dir, classifier_dir):
+    tmp_path, classifier_dir):
   workdir = tmp_path / 'run'
-  common = [f'--workdir={workdir}', f'--data_dir={data_dir}']
+  common = [f'--workdir={workdir}', f'--data_dir={tmp_path}']
   for args in (['--mode=sample', '--label=10'], ['--label=3']):
-    result = _run([*args, *common], cwd=tmp_path)
+    result = _run([*args, *common], cwd=tmp_path, fake_data=True)
     assert result.returncode == 2, result.stderr
     assert result.stderr.count('error: --label') == 1, result.stderr
   assert not workdir.exists()
   trained = _run(['--epochs=1', '--limit=128', '--batch_size=64', '--eval_samples=100',
-                  f'--classifier_dir={classifier_dir}', *common], cwd=tmp_path, timeout=300)
+                  f'--classifier_dir={classifier_dir}', *common], cwd=tmp_path, timeout=300,
+                 fake_data=True)
   assert trained.returncode == 0, trained.stderr
-  result = _run(['--mode=sample', '--label=3', *common], cwd=tmp_path)
+  result = _run(['--mode=sample', '--label=3', *common], cwd=tmp_path, fake_data=True)
   assert result.returncode == 2, result.stderr
   assert 'unconditional' in result.stderr and 'Traceback' not in result.stderr
   assert len([l for l in result.stderr.splitlines() if l.startswith('error:')]) == 1
@@ -147,13 +153,13 @@ def test_label_is_refused_out_of_range_in_training_and_on_an_unconditional_run(
 
 
 @pytest.mark.slow
-def test_sigint_saves_a_checkpoint_and_resume_continues(tmp_path, data_dir, classifier_dir):
+def test_sigint_saves_a_checkpoint_and_resume_continues(tmp_path, classifier_dir):
   workdir = tmp_path / 'run'
-  args = ['--arch=mlp', f'--workdir={workdir}', f'--data_dir={data_dir}', '--limit=2560',
+  args = ['--arch=mlp', f'--workdir={workdir}', f'--data_dir={tmp_path}', '--limit=2560',
           '--batch_size=64', f'--classifier_dir={classifier_dir}', '--eval_samples=100',
           '--epochs=1000000000', '--save_interval=1000']
   env = dict(os.environ, PYTHONUNBUFFERED='1')
-  proc = subprocess.Popen([sys.executable, RUN, *args], cwd=tmp_path, env=env,
+  proc = subprocess.Popen([sys.executable, *ON_FAKE_DATA, *args], cwd=tmp_path, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   first = ''
   deadline = time.time() + 120
@@ -173,19 +179,20 @@ def test_sigint_saves_a_checkpoint_and_resume_continues(tmp_path, data_dir, clas
   records = files.read_jsonl(str(workdir / 'metrics.jsonl'))
   assert records[-1]['epoch'] == saved_epoch
   # Resume, asking for just one more epoch than was saved.
-  resumed = _run([*args[:-2], f'--epochs={saved_epoch + 1}', '--save_interval=1'], cwd=tmp_path)
+  resumed = _run([*args[:-2], f'--epochs={saved_epoch + 1}', '--save_interval=1'], cwd=tmp_path,
+                 fake_data=True)
   assert resumed.returncode == 0, resumed.stderr
   assert f'Resuming from the checkpoint of epoch {saved_epoch}' in resumed.stdout
   assert f'Epoch {saved_epoch + 1}/{saved_epoch + 1} |' in resumed.stdout
 
 
 @pytest.mark.slow
-def test_interactive_mode_asks_and_reasks_then_runs(tmp_path, data_dir, classifier_dir):
+def test_interactive_mode_asks_and_reasks_then_runs(tmp_path, classifier_dir):
   # dataset, epochs (bad, then good), batch_size, noise_dim (default), lr (default), save_interval
   answers = 'cifar\nmnist\n0\n1\n64\n\n\n1\n'
   result = _run(['--interactive', '--arch=mlp', f'--workdir={tmp_path}/run',
-                 f'--data_dir={data_dir}', '--limit=640', f'--classifier_dir={classifier_dir}',
-                 '--eval_samples=100'], cwd=tmp_path, stdin=answers, timeout=300)
+                 f'--data_dir={tmp_path}', '--limit=640', f'--classifier_dir={classifier_dir}',
+                 '--eval_samples=100'], cwd=tmp_path, stdin=answers, timeout=300, fake_data=True)
   assert result.returncode == 0, result.stderr
   assert result.stdout.count('Invalid') >= 2  # cifar and 0 were re-asked.
   assert 'Epoch 1/1 | D_loss:' in result.stdout
@@ -193,7 +200,7 @@ def test_interactive_mode_asks_and_reasks_then_runs(tmp_path, data_dir, classifi
 
 
 @pytest.mark.slow
-def test_run_failing_at_set_up_then_the_same_command_runs(tmp_path, data_dir, classifier_dir):
+def test_run_failing_at_set_up_then_the_same_command_runs(tmp_path, classifier_dir):
   """A damaged classifier folder stops the run before anything is written;
   once it is repaired, the very same command trains (no --overwrite)."""
   import shutil
@@ -201,14 +208,14 @@ def test_run_failing_at_set_up_then_the_same_command_runs(tmp_path, data_dir, cl
   shutil.copytree(classifier_dir, own)
   (own / 'classifier.json').write_text('{"schema_ver')  # Truncated.
   args = ['--epochs=1', '--batch_size=64', '--limit=640', '--eval_samples=100',
-          f'--data_dir={data_dir}', f'--classifier_dir={own}', f'--workdir={tmp_path}/run']
-  failed = _run(args, cwd=tmp_path)
+          f'--data_dir={tmp_path}', f'--classifier_dir={own}', f'--workdir={tmp_path}/run']
+  failed = _run(args, cwd=tmp_path, fake_data=True)
   assert failed.returncode == 2
   lines = failed.stderr.strip().splitlines()
   assert lines[-1].startswith('error: classifier checkpoint at ') and str(own) in lines[-1]
   assert not (tmp_path / 'run').exists()
   shutil.rmtree(own)
   shutil.copytree(classifier_dir, own)
-  again = _run(args, cwd=tmp_path)
+  again = _run(args, cwd=tmp_path, fake_data=True)
   assert again.returncode == 0, again.stderr[-3000:]
   assert 'Epoch 1/1 | D_loss:' in again.stdout

@@ -1,4 +1,5 @@
-"""End-to-end training runs on a slice of the real MNIST data.
+"""End-to-end training runs on fake MNIST data (tests/mock_tfds.py); one
+test reads the real data folder.
 
 Marked slow: each trains for real (a few seconds per run with --arch=mlp).
 """
@@ -43,9 +44,9 @@ def _outputs(workdir):
   return out
 
 
-def test_a_run_writes_every_output(tmp_path, data_dir, classifier_dir):
+def test_a_run_writes_every_output(tmp_path, mock_data_dir, classifier_dir):
   lines = []
-  config = _config(tmp_path, data_dir, classifier_dir)
+  config = _config(tmp_path, mock_data_dir, classifier_dir)
   report = trainer.train_and_evaluate(config, log=lines.append)
   workdir = config.workdir
   epoch_lines = [l for l in lines if l.startswith('Epoch ')]
@@ -85,23 +86,23 @@ def test_a_run_writes_every_output(tmp_path, data_dir, classifier_dir):
   assert not leftovers
 
 
-def test_same_seed_gives_identical_outputs(tmp_path, data_dir, classifier_dir):
-  a = _config(tmp_path / 'a', data_dir, classifier_dir)
-  b = _config(tmp_path / 'b', data_dir, classifier_dir)
+def test_same_seed_gives_identical_outputs(tmp_path, mock_data_dir, classifier_dir):
+  a = _config(tmp_path / 'a', mock_data_dir, classifier_dir)
+  b = _config(tmp_path / 'b', mock_data_dir, classifier_dir)
   trainer.train_and_evaluate(a, log=_quiet)
   trainer.train_and_evaluate(b, log=_quiet)
   assert _outputs(a.workdir) == _outputs(b.workdir)
-  c = _config(tmp_path / 'c', data_dir, classifier_dir, seed=1)
+  c = _config(tmp_path / 'c', mock_data_dir, classifier_dir, seed=1)
   trainer.train_and_evaluate(c, log=_quiet)
   assert _outputs(a.workdir)['metrics'] != _outputs(c.workdir)['metrics']
 
 
 def test_interrupted_and_resumed_run_ends_identical_to_uninterrupted_run(
-    tmp_path, data_dir, classifier_dir, monkeypatch):
-  full = _config(tmp_path / 'full', data_dir, classifier_dir, epochs=4, save_interval=2)
+    tmp_path, mock_data_dir, classifier_dir, monkeypatch):
+  full = _config(tmp_path / 'full', mock_data_dir, classifier_dir, epochs=4, save_interval=2)
   trainer.train_and_evaluate(full, log=_quiet)
 
-  part = _config(tmp_path / 'part', data_dir, classifier_dir, epochs=4, save_interval=2)
+  part = _config(tmp_path / 'part', mock_data_dir, classifier_dir, epochs=4, save_interval=2)
   real_chunk, sent = trainer.train.run_chunk, []
   steps_per_epoch = part.limit // part.batch_size
 
@@ -123,8 +124,8 @@ def test_interrupted_and_resumed_run_ends_identical_to_uninterrupted_run(
   assert _outputs(full.workdir) == _outputs(part.workdir)
 
 
-def test_finished_run_is_not_trained_again(tmp_path, data_dir, classifier_dir):
-  config = _config(tmp_path, data_dir, classifier_dir, epochs=1)
+def test_finished_run_is_not_trained_again(tmp_path, mock_data_dir, classifier_dir):
+  config = _config(tmp_path, mock_data_dir, classifier_dir, epochs=1)
   first = trainer.train_and_evaluate(config, log=_quiet)
   kept = {name: (tmp_path / 'run' / name).read_bytes() for name in ('report.json', 'run.json')}
   lines = []
@@ -138,8 +139,8 @@ def test_finished_run_is_not_trained_again(tmp_path, data_dir, classifier_dir):
 
 
 def test_different_config_in_same_workdir_is_refused_unless_overwrite(
-    tmp_path, data_dir, classifier_dir):
-  config = _config(tmp_path, data_dir, classifier_dir, epochs=1)
+    tmp_path, mock_data_dir, classifier_dir):
+  config = _config(tmp_path, mock_data_dir, classifier_dir, epochs=1)
   trainer.train_and_evaluate(config, log=_quiet)
   before = _outputs(config.workdir)
   with pytest.raises(trainer.RunError, match='noise_dim'):
@@ -152,8 +153,8 @@ def test_different_config_in_same_workdir_is_refused_unless_overwrite(
     assert json.load(f)['config']['noise_dim'] == 64
 
 
-def test_corrupt_checkpoint_names_the_path(tmp_path, data_dir, classifier_dir):
-  config = _config(tmp_path, data_dir, classifier_dir, epochs=1)
+def test_corrupt_checkpoint_names_the_path(tmp_path, mock_data_dir, classifier_dir):
+  config = _config(tmp_path, mock_data_dir, classifier_dir, epochs=1)
   trainer.train_and_evaluate(config, log=_quiet)
   state_dir = os.path.join(config.workdir, 'checkpoints', '1', 'state')
   for root, _, names in os.walk(state_dir):
@@ -165,8 +166,8 @@ def test_corrupt_checkpoint_names_the_path(tmp_path, data_dir, classifier_dir):
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
-    tmp_path, data_dir, classifier_dir, monkeypatch):
-  config = _config(tmp_path, data_dir, classifier_dir, epochs=1)
+    tmp_path, mock_data_dir, classifier_dir, monkeypatch):
+  config = _config(tmp_path, mock_data_dir, classifier_dir, epochs=1)
   trainer.train_and_evaluate(config, log=_quiet)
   real_chunk = trainer.train.run_chunk
 
@@ -180,8 +181,8 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
   assert os.listdir(os.path.join(config.workdir, 'checkpoints')) == ['1']
 
 
-def test_sample_mode_writes_n_images_deterministically(tmp_path, data_dir, classifier_dir):
-  config = _config(tmp_path, data_dir, classifier_dir, epochs=1)
+def test_sample_mode_writes_n_images_deterministically(tmp_path, mock_data_dir, classifier_dir):
+  config = _config(tmp_path, mock_data_dir, classifier_dir, epochs=1)
   trainer.train_and_evaluate(config, log=_quiet)
   paths = trainer.sample_from_run(config.replace(num_samples=7, sample_dir=str(tmp_path / 's1')),
                                   log=_quiet)
@@ -194,8 +195,8 @@ def test_sample_mode_writes_n_images_deterministically(tmp_path, data_dir, class
 
 
 def test_conditional_run_grids_a_class_per_row_and_samples_a_requested_class(
-    tmp_path, data_dir, classifier_dir):
-  config = _config(tmp_path, data_dir, classifier_dir, conditional=True, epochs=1)
+    tmp_path, mock_data_dir, classifier_dir):
+  config = _config(tmp_path, mock_data_dir, classifier_dir, conditional=True, epochs=1)
   report = trainer.train_and_evaluate(config, log=_quiet)
   assert 0.0 <= report['final']['label_agreement'] <= 1.0
   assert 'label_agreement' in files.read_jsonl(
@@ -225,17 +226,17 @@ def test_sample_mode_without_checkpoint_is_an_error(tmp_path):
     trainer.sample_from_run(Config(workdir=str(tmp_path)), log=_quiet)
 
 
-def test_workdir_that_is_a_file_is_refused(tmp_path, data_dir, classifier_dir):
+def test_workdir_that_is_a_file_is_refused(tmp_path, mock_data_dir, classifier_dir):
   path = tmp_path / 'file'
   path.write_text('mine')
   with pytest.raises(trainer.RunError, match='is a file'):
-    trainer.train_and_evaluate(_config(tmp_path, data_dir, classifier_dir, workdir=str(path)),
+    trainer.train_and_evaluate(_config(tmp_path, mock_data_dir, classifier_dir, workdir=str(path)),
                                log=_quiet)
   assert path.read_text() == 'mine'
 
 
-def test_batch_larger_than_dataset_is_refused_before_writing(tmp_path, data_dir, classifier_dir):
-  config = _config(tmp_path, data_dir, classifier_dir, batch_size=1024, limit=100)
+def test_batch_larger_than_dataset_is_refused_before_writing(tmp_path, mock_data_dir, classifier_dir):
+  config = _config(tmp_path, mock_data_dir, classifier_dir, batch_size=1024, limit=100)
   with pytest.raises(trainer.RunError, match='larger than the 100 training examples'):
     trainer.train_and_evaluate(config, log=_quiet)
   assert not os.path.exists(config.workdir)
@@ -249,8 +250,8 @@ def test_epoch_line_format():
 
 
 def test_run_failing_before_its_first_checkpoint_leaves_nothing_in_the_way(
-    tmp_path, data_dir, classifier_dir, monkeypatch):
-  config = _config(tmp_path, data_dir, classifier_dir, epochs=2, save_interval=2)
+    tmp_path, mock_data_dir, classifier_dir, monkeypatch):
+  config = _config(tmp_path, mock_data_dir, classifier_dir, epochs=2, save_interval=2)
   os.makedirs(config.workdir)
   (tmp_path / 'run' / 'notes.txt').write_text('mine')  # The user's own file stays.
   real_chunk = trainer.train.run_chunk
