@@ -59,7 +59,7 @@ def test_each_step_changes_only_its_own_network(arch):
     assert _changed(state.generator.batch_stats, after_g.generator.batch_stats)
 
 
-def test_discriminator_step_output_shapes_for_bfloat16():
+def test_bfloat16_train_step_gives_finite_losses_and_float32_parameters():
   state = _state('dcgan', dtype='bfloat16')
   new, m = jax.jit(train.train_step)(state, _batch(8), jax.random.PRNGKey(1))
   assert all(np.isfinite(v) for v in m.values())
