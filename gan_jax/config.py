@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from gan_jax import datasets
 
-ARCHS = ('dcgan', 'mlp')
+ARCHS = ('mlp_bn', 'mlp', 'dcgan')
 DATASETS = tuple(datasets.ALIASES)
 DTYPES = ('float32', 'bfloat16')
 MODES = ('train', 'sample')

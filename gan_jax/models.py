@@ -11,6 +11,9 @@ Two architectures:
 * ``mlp``: the fully connected GAN of the usual Keras/PyTorch labs. Generator
   noise -> 256 -> 512 -> 1024 -> 784 (LeakyReLU 0.2, tanh out); Discriminator
   784 -> 512 -> 256 -> 1 (LeakyReLU 0.2).
+* ``mlp_bn``: the same, with BatchNorm and ReLU after each hidden layer of the
+  generator (as the DCGAN paper's generator has); samples measurably closer
+  to the data in the same time (README, "Sample quality").
 
 The DCGAN's convolutions are `gan_jax.layers.Conv`/`ConvTranspose`: the same
 functions and parameters as flax's, but their gradients stay on XLA:CPU's
@@ -105,16 +108,25 @@ class DCGANDiscriminator(nn.Module):
 
 
 class MLPGenerator(nn.Module):
-  """Fully connected generator: noise -> 256 -> 512 -> 1024 -> 784 -> (28, 28, 1)."""
+  """Fully connected generator: noise -> 256 -> 512 -> 1024 -> 784 -> (28, 28, 1).
+
+  Hidden layers: LeakyReLU(0.2), or with `batch_norm` BatchNorm then ReLU.
+  """
   dtype: Dtype = jnp.float32
   num_classes: int = 0
+  batch_norm: bool = False
 
   @nn.compact
   def __call__(self, z: Array, labels: Array | None = None, train: bool = True) -> Array:
-    del train  # No BatchNorm or dropout.
     x = _with_label(self, z, labels)
     for i, width in enumerate((256, 512, 1024)):
-      x = nn.leaky_relu(nn.Dense(width, dtype=self.dtype, name=f'dense{i}')(x), 0.2)
+      x = nn.Dense(width, dtype=self.dtype, name=f'dense{i}')(x)
+      if self.batch_norm:
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype,
+                         name=f'bn{i}')(x)
+        x = nn.relu(x)
+      else:
+        x = nn.leaky_relu(x, 0.2)
     x = nn.Dense(28 * 28, dtype=self.dtype, name='out')(x)
     return jnp.tanh(x.astype(jnp.float32)).reshape((-1,) + datasets.IMAGE_SHAPE)
 
@@ -135,12 +147,12 @@ class MLPDiscriminator(nn.Module):
 
 def make_models(arch: str, dtype: Dtype = jnp.float32, num_classes: int = 0
                 ) -> tuple[nn.Module, nn.Module]:
-  """Returns (generator, discriminator) for 'dcgan' or 'mlp'; conditional on a
-  label in [0, num_classes) if num_classes > 0."""
+  """Returns (generator, discriminator) for 'dcgan', 'mlp' or 'mlp_bn';
+  conditional on a label in [0, num_classes) if num_classes > 0."""
   if arch == 'dcgan':
     return (DCGANGenerator(dtype=dtype, num_classes=num_classes),
             DCGANDiscriminator(dtype=dtype, num_classes=num_classes))
-  if arch == 'mlp':
-    return (MLPGenerator(dtype=dtype, num_classes=num_classes),
+  if arch in ('mlp', 'mlp_bn'):
+    return (MLPGenerator(dtype=dtype, num_classes=num_classes, batch_norm=arch == 'mlp_bn'),
             MLPDiscriminator(dtype=dtype, num_classes=num_classes))
-  raise ValueError(f'unknown arch {arch!r}; use dcgan or mlp')
+  raise ValueError(f'unknown arch {arch!r}; use mlp_bn, mlp or dcgan')

@@ -8,7 +8,7 @@ from gan_jax import datasets, models, train
 from gan_jax.config import Config
 
 
-@pytest.mark.parametrize('arch', ['dcgan', 'mlp'])
+@pytest.mark.parametrize('arch', ['dcgan', 'mlp', 'mlp_bn'])
 @pytest.mark.parametrize('noise_dim', [1, 64, 100, 128])
 def test_generator_output_is_image_shape_in_range(arch, noise_dim):
   generator, _ = models.make_models(arch)
@@ -20,7 +20,7 @@ def test_generator_output_is_image_shape_in_range(arch, noise_dim):
   assert float(jnp.abs(out).max()) <= 1.0
 
 
-@pytest.mark.parametrize('arch', ['dcgan', 'mlp'])
+@pytest.mark.parametrize('arch', ['dcgan', 'mlp', 'mlp_bn'])
 def test_discriminator_gives_one_logit_per_image(arch):
   _, discriminator = models.make_models(arch)
   x = jnp.zeros((5,) + datasets.IMAGE_SHAPE)
@@ -44,9 +44,14 @@ def test_mlp_parameter_counts():
   d = (784 * 512 + 512) + (512 * 256 + 256) + (256 + 1)
   assert train.param_count(state.generator.params) == g
   assert train.param_count(state.discriminator.params) == d
+  # mlp_bn: the same layers, and a BatchNorm scale and bias per hidden unit of G.
+  bn = train.create_state(Config(arch='mlp_bn'), jax.random.PRNGKey(0))
+  assert train.param_count(bn.generator.params) == g + 2 * (256 + 512 + 1024)
+  assert train.param_count(bn.generator.batch_stats) == 2 * (256 + 512 + 1024)
+  assert train.param_count(bn.discriminator.params) == d
 
 
-@pytest.mark.parametrize('arch', ['dcgan', 'mlp'])
+@pytest.mark.parametrize('arch', ['dcgan', 'mlp', 'mlp_bn'])
 def test_bfloat16_compute_keeps_float32_parameters_and_outputs(arch):
   state = train.create_state(Config(arch=arch, dtype='bfloat16'), jax.random.PRNGKey(0))
   leaves = jax.tree_util.tree_leaves(state.generator.params)
@@ -60,7 +65,7 @@ def test_unknown_arch_is_rejected():
     models.make_models('resnet')
 
 
-@pytest.mark.parametrize('arch', ['dcgan', 'mlp'])
+@pytest.mark.parametrize('arch', ['dcgan', 'mlp', 'mlp_bn'])
 def test_conditional_networks_take_a_label_batch(arch):
   generator, discriminator = models.make_models(arch, num_classes=10)
   z = jax.random.normal(jax.random.PRNGKey(0), (6, 100))

@@ -28,7 +28,7 @@ def _changed(a, b):
              zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
 
 
-@pytest.mark.parametrize('arch', ['dcgan', 'mlp'])
+@pytest.mark.parametrize('arch', ['dcgan', 'mlp', 'mlp_bn'])
 def test_train_step_gives_finite_losses_and_changes_both_networks(arch):
   state = _state(arch)
   g_before = jax.device_get(state.generator.params)
@@ -43,7 +43,7 @@ def test_train_step_gives_finite_losses_and_changes_both_networks(arch):
   assert int(new.generator.step) == 1 and int(new.discriminator.step) == 1
 
 
-@pytest.mark.parametrize('arch', ['dcgan', 'mlp'])
+@pytest.mark.parametrize('arch', ['dcgan', 'mlp', 'mlp_bn'])
 def test_each_step_changes_only_its_own_network(arch):
   state = _state(arch)
   rng = jax.random.PRNGKey(1)
@@ -55,7 +55,7 @@ def test_each_step_changes_only_its_own_network(arch):
   assert set(m) == {'g_loss'}
   assert _changed(state.generator.params, after_g.generator.params)
   assert not _changed(state.discriminator.params, after_g.discriminator.params)
-  if arch == 'dcgan':  # BatchNorm running statistics move in the generator step.
+  if arch != 'mlp':  # BatchNorm running statistics move in the generator step.
     assert _changed(state.generator.batch_stats, after_g.generator.batch_stats)
 
 
@@ -111,7 +111,7 @@ def test_run_chunk_sums_metrics_and_does_not_depend_on_chunking():
   _assert_trees_close(one.generator.params, two.generator.params)
 
 
-@pytest.mark.parametrize('arch', ['mlp', 'dcgan'])
+@pytest.mark.parametrize('arch', ['mlp', 'mlp_bn', 'dcgan'])
 def test_scanned_chunk_equals_per_step_train_batch_calls(arch):
   # The scan must compute what separate jitted steps compute (XLA compiles a
   # loop body on its own; rounding may differ, nothing else).
@@ -129,7 +129,7 @@ def test_scanned_chunk_equals_per_step_train_batch_calls(arch):
   _assert_states_close(scanned, state)
 
 
-@pytest.mark.parametrize('arch', ['mlp', 'dcgan'])
+@pytest.mark.parametrize('arch', ['mlp', 'mlp_bn', 'dcgan'])
 def test_train_step_equals_discriminator_then_generator_step(arch):
   # train_step shares one generator forward pass between its two updates;
   # the result must be what the two steps compute one after the other.
@@ -218,7 +218,7 @@ def test_label_smoothing_lowers_the_target_for_real_images():
   assert _changed(plain.discriminator.params, smooth.discriminator.params)
 
 
-@pytest.mark.parametrize('arch', ['dcgan', 'mlp'])
+@pytest.mark.parametrize('arch', ['dcgan', 'mlp', 'mlp_bn'])
 def test_one_conditional_step_changes_both_networks_and_their_label_layers(arch):
   state = _state(arch, conditional=True)
   assert state.num_classes == 10
