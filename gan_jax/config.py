@@ -23,7 +23,7 @@ MODES = ('train', 'sample')
 class Config:
   """Everything a run needs. Defaults are the CLI defaults."""
   dataset: str = 'mnist'
-  arch: str = 'mlp'
+  arch: str = 'mlp_bn'
   conditional: bool = False          # Generate images of a requested class.
   epochs: int = 30
   batch_size: int = 32

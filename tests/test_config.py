@@ -11,7 +11,7 @@ def test_defaults_are_valid_and_match_the_issue():
   assert (c.epochs, c.noise_dim, c.save_interval, c.beta1) == (30, 100, 5, 0.5)
   # The quality defaults chosen in the README's "Sample quality" section (issue #3).
   assert (c.arch, c.batch_size, c.learning_rate, c.ema_decay, c.label_smoothing) == \
-      ('mlp', 32, 4e-4, 0.999, 0.1)
+      ('mlp_bn', 32, 4e-4, 0.999, 0.1)
 
 
 @pytest.mark.parametrize('field,value,words', [
@@ -39,3 +39,10 @@ def test_limit_must_be_positive_when_given():
   with pytest.raises(ValueError, match='--limit'):
     config.validate(config.Config(limit=0))
   config.validate(config.Config(limit=10))
+
+
+@pytest.mark.parametrize('label', [-1, 10, 2.5, True])
+def test_label_must_be_a_class_number(label):
+  with pytest.raises(ValueError, match='--label: must be a class number from 0 to 9'):
+    config.validate(config.Config(label=label))
+  config.validate(config.Config(label=9))

@@ -1,0 +1,125 @@
+"""run.py with the network and optimizer variants that the quality sweep tried.
+
+The sweep behind docs/quality.md compared, on 10-epoch MNIST runs, changes
+to the default GAN that are not (or not all) in the package: they were
+measured and most were rejected, so they live here. $VARIANT names them,
+comma-separated; every other flag is run.py's:
+
+  VARIANT=bnG,mbstd python experiments/quality_variants.py --epochs=10 --workdir=runs/x
+
+  bnG        BatchNorm + ReLU in the MLP generator (now `--arch=mlp_bn`)
+  widerG     MLP generator 512 -> 1024 -> 1024 (instead of 256 -> 512 -> 1024)
+  dropD=P    dropout P after each hidden layer of the MLP discriminator
+  wideD      MLP discriminator 1024 -> 512 -> 256
+  mbstd      the minibatch standard deviation as an extra discriminator feature
+  convD=W    a conv discriminator: Conv W 4x4 s2 -> Conv 2W 4x4 s2 -> Dense
+  glr=X,dlr=Y  separate Adam learning rates for G and D (TTUR)
+  lrdecay    both learning rates decay linearly to 0 over the run
+
+Applies to --arch=mlp (unconditional); the variants replace its networks.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+from gan_jax import xla_setup  # pylint: disable=g-import-not-at-top
+
+xla_setup.use_fast_cpu_convolutions()  # Before jax is imported.
+
+import flax.linen as nn  # pylint: disable=g-import-not-at-top
+import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+import optax  # pylint: disable=g-import-not-at-top
+
+from gan_jax import cli, layers, models, train  # pylint: disable=g-import-not-at-top
+
+VARIANT = set(filter(None, os.environ.get('VARIANT', '').split(',')))
+
+
+def option(name: str, default):
+  """The value of NAME=value in $VARIANT, else `default`."""
+  for v in VARIANT:
+    if v.startswith(name + '='):
+      return type(default)(v.split('=', 1)[1])
+  return default
+
+
+class Generator(nn.Module):
+  dtype: object = jnp.float32
+  num_classes: int = 0
+
+  @nn.compact
+  def __call__(self, z, labels=None, train=True):
+    x = z
+    widths = (512, 1024, 1024) if 'widerG' in VARIANT else (256, 512, 1024)
+    for i, w in enumerate(widths):
+      x = nn.Dense(w, name=f'dense{i}')(x)
+      if 'bnG' in VARIANT:
+        x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9)(x))
+      else:
+        x = nn.leaky_relu(x, 0.2)
+    return jnp.tanh(nn.Dense(784, name='out')(x)).reshape((-1, 28, 28, 1))
+
+
+class Discriminator(nn.Module):
+  dtype: object = jnp.float32
+  num_classes: int = 0
+
+  @nn.compact
+  def __call__(self, x, labels=None, train=True):
+    x = x.reshape((x.shape[0], -1))
+    drop = option('dropD', 0.0)
+    widths = (1024, 512, 256) if 'wideD' in VARIANT else (512, 256)
+    for i, w in enumerate(widths):
+      x = nn.leaky_relu(nn.Dense(w, name=f'dense{i}')(x), 0.2)
+      if drop:
+        x = nn.Dropout(drop, deterministic=not train)(x)
+    if 'mbstd' in VARIANT:
+      sd = jnp.sqrt(jnp.var(x, axis=0) + 1e-8).mean()
+      x = jnp.concatenate([x, jnp.full((x.shape[0], 1), sd)], 1)
+    return nn.Dense(1, name='logit')(x)[:, 0]
+
+
+class ConvDiscriminator(nn.Module):
+  dtype: object = jnp.float32
+  num_classes: int = 0
+
+  @nn.compact
+  def __call__(self, x, labels=None, train=True):
+    w = option('convD', 32)
+    x = nn.leaky_relu(layers.Conv(w, (4, 4), strides=(2, 2))(x), 0.2)
+    x = nn.leaky_relu(layers.Conv(2 * w, (4, 4), strides=(2, 2))(x), 0.2)
+    return nn.Dense(1)(x.reshape((x.shape[0], -1)))[:, 0]
+
+
+_make_models = models.make_models
+_create_state = train.create_state
+
+
+def make_models(arch, dtype=jnp.float32, num_classes=0):
+  if arch != 'mlp' or num_classes:
+    return _make_models(arch, dtype, num_classes)
+  conv = any(v.startswith('convD=') for v in VARIANT)
+  return Generator(), ConvDiscriminator() if conv else Discriminator()
+
+
+def create_state(config, rng):
+  state = _create_state(config, rng)
+  g_lr = option('glr', 0.0) or config.learning_rate
+  d_lr = option('dlr', 0.0) or config.learning_rate
+  if 'lrdecay' in VARIANT:
+    total = config.epochs * ((config.limit or 60000) // config.batch_size)
+    g_lr, d_lr = (optax.linear_schedule(lr, 0.0, total) for lr in (g_lr, d_lr))
+  g = state.generator.replace(tx=optax.adam(g_lr, b1=config.beta1))
+  d = state.discriminator.replace(tx=optax.adam(d_lr, b1=config.beta1))
+  return state.replace(generator=g.replace(opt_state=g.tx.init(g.params)),
+                       discriminator=d.replace(opt_state=d.tx.init(d.params)))
+
+
+models.make_models = make_models
+train.create_state = create_state
+
+if __name__ == '__main__':
+  cli.run()
