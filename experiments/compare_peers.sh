@@ -6,7 +6,8 @@
 #
 # 1. The default run at its default batch (32): the images/s of the second
 #    epoch of `run.py --epochs=2` (metrics.jsonl, real MNIST data, everything
-#    an epoch does), beside the peers' train step at batch 32.
+#    an epoch does), for the default network and for --arch=mlp (the peers'
+#    network), beside the peers' train step at batch 32.
 # 2. The train step alone at batch 256, float32 and bfloat16, for both networks.
 #
 # Needs the project venv (.venv), the data in ../shared/tfds (or TFDS_DATA_DIR)
@@ -18,13 +19,16 @@ PEERS=../shared/peers
 PEER_PY=${PEER_PY:-/tmp/peers/bin/python}
 DATA=${TFDS_DATA_DIR:-../shared/tfds}
 
-run=$(mktemp -d)
-.venv/bin/python run.py --epochs=2 --save_interval=2 --eval_samples=500 --noprogress \
-    --data_dir="$DATA" --workdir="$run" > /dev/null
-.venv/bin/python -c "import json, sys; r = [json.loads(l) for l in open(sys.argv[1])][-1]; \
-print(json.dumps({'what': 'run.py default epoch', 'batch_size': 32, 'images_per_s': r['images_per_s']}))" \
-    "$run/metrics.jsonl"
-rm -rf "$run"
+# The default network (mlp_bn: BatchNorm in G), then the peers' own (mlp).
+for arch in mlp_bn mlp; do
+  run=$(mktemp -d)
+  .venv/bin/python run.py --arch=$arch --epochs=2 --save_interval=2 --eval_samples=500 \
+      --noprogress --data_dir="$DATA" --workdir="$run" > /dev/null
+  .venv/bin/python -c "import json, sys; r = [json.loads(l) for l in open(sys.argv[1])][-1]; \
+print(json.dumps({'what': 'run.py --arch=' + sys.argv[2] + ' epoch', 'batch_size': 32, \
+                  'images_per_s': r['images_per_s']}))" "$run/metrics.jsonl" $arch
+  rm -rf "$run"
+done
 "$PEER_PY" $PEERS/peer_keras.py --arch=mlp --batch_size=32 --steps=400 2>/dev/null | tail -1
 "$PEER_PY" $PEERS/peer_torch.py --arch=mlp --batch_size=32 --steps=400 2>/dev/null | tail -1
 
