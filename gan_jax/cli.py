@@ -43,10 +43,12 @@ flags.DEFINE_float('ema_decay', _D.ema_decay, 'Decay of the moving average of th
 flags.DEFINE_integer('save_interval', _D.save_interval,
                      'Every N epochs: sample grid, quality evaluation, checkpoint, plots '
                      '(and always at the last epoch). At most --epochs.')
-flags.DEFINE_string('arch', _D.arch, 'Network: mlp_bn (fully connected, BatchNorm in the '
-                    'generator: the default), mlp (the same without BatchNorm, as the '
-                    'Keras/PyTorch labs), or dcgan (the TF DCGAN tutorial net, ~24x the '
-                    'compute per image; for GPUs/TPUs).')
+flags.DEFINE_string('arch', None, 'Network: mlp_bn (fully connected, BatchNorm in the '
+                    'generator), mlp (the same without BatchNorm, as the Keras/PyTorch '
+                    'labs), or dcgan (the TF DCGAN tutorial net, ~24x the compute per '
+                    'image; for GPUs/TPUs). Default per dataset: ' + ', '.join(
+                        f'{arch} for {name}' for name, arch in
+                        config_lib.DEFAULT_ARCH.items()) + '.')
 flags.DEFINE_bool('conditional', _D.conditional, 'Train a class-conditional GAN: the '
                   'generator takes a label, the sample grids show one class per row, and '
                   'the quality line adds the label agreement (see --label).')

@@ -14,6 +14,9 @@ from typing import Any, Callable
 from gan_jax import datasets
 
 ARCHS = ('mlp_bn', 'mlp', 'dcgan')
+# The network a dataset trains when --arch is not given: what reached the best
+# quality in a default-length run on a 2-core CPU (docs/quality.md).
+DEFAULT_ARCH = {'mnist': 'mlp_bn', 'fashion_mnist': 'mlp'}
 DATASETS = tuple(datasets.ALIASES)
 DTYPES = ('float32', 'bfloat16')
 MODES = ('train', 'sample')
@@ -23,7 +26,7 @@ MODES = ('train', 'sample')
 class Config:
   """Everything a run needs. Defaults are the CLI defaults."""
   dataset: str = 'mnist'
-  arch: str = 'mlp_bn'
+  arch: str | None = None            # None: the dataset's default (DEFAULT_ARCH).
   conditional: bool = False          # Generate images of a requested class.
   epochs: int = 30
   batch_size: int = 32
@@ -108,7 +111,7 @@ def _choice(options: tuple[str, ...]) -> Callable[[Any], str | None]:
 # Per-field rules: each returns None when the value is fine, else the reason.
 RULES: dict[str, Callable[[Any], str | None]] = {
     'dataset': _choice(DATASETS),
-    'arch': _choice(ARCHS),
+    'arch': lambda value: None if value is None else _choice(ARCHS)(value),
     # Upper bounds keep a typo from asking for terabytes; epochs may be huge
     # (the ETA shows what that means).
     'epochs': _int_at_most(10**9),
@@ -126,6 +129,13 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     'num_samples': _int_at_most(1_000_000),
     'steps_per_chunk': _non_negative_int,
 }
+
+
+def resolve(config: Config) -> Config:
+  """`config` with the per-dataset defaults filled in (an unset arch)."""
+  if config.arch is None:
+    return config.replace(arch=DEFAULT_ARCH[datasets.canonical_name(config.dataset)])
+  return config
 
 
 def check(field: str, value: Any) -> str | None:

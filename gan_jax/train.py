@@ -34,7 +34,7 @@ from flax import struct
 from flax.training import train_state
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from gan_jax import datasets, models
+from gan_jax import config as config_lib, datasets, models
 from gan_jax.config import Config
 
 Metrics = dict[str, jnp.ndarray]
@@ -74,9 +74,11 @@ def create_state(config: Config, rng: jax.Array) -> GANState:
   """Initialises both networks and their Adam optimizers.
 
   Args:
-    config: uses arch, dtype, noise_dim, learning_rate, beta1 and conditional.
+    config: uses arch (unset: the dataset's default), dtype, noise_dim,
+      learning_rate, beta1 and conditional.
     rng: the initialisation key.
   """
+  config = config_lib.resolve(config)
   num_classes = datasets.NUM_CLASSES if config.conditional else 0
   generator, discriminator = models.make_models(config.arch, jnp.dtype(config.dtype),
                                                 num_classes)

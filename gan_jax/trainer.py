@@ -44,6 +44,7 @@ from tqdm import tqdm
 
 from gan_jax import (checkpoints, datasets, errors, files, images, input_pipeline,
                      multihost, train)
+from gan_jax import config as config_lib
 from gan_jax.config import Config
 
 Log = Callable[[str], None]
@@ -353,6 +354,7 @@ def train_and_evaluate(config: Config, log: Log = print) -> dict[str, Any]:
     NonFiniteLossError: a loss became NaN/inf (the last good checkpoint stays).
   """
   t_start = time.time()
+  config = config_lib.resolve(config)  # The dataset's default network, if unset.
   if not multihost.is_main():
     log = _quiet  # Process 0 prints for everyone.
   # Set-up: everything that can fail on bad input, before anything is written.

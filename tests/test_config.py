@@ -11,7 +11,14 @@ def test_defaults_are_valid_and_match_the_issue():
   assert (c.epochs, c.noise_dim, c.save_interval, c.beta1) == (30, 100, 5, 0.5)
   # The quality defaults chosen in the README's "Sample quality" section (issue #3).
   assert (c.arch, c.batch_size, c.learning_rate, c.ema_decay, c.label_smoothing) == \
-      ('mlp_bn', 32, 4e-4, 0.999, 0.1)
+      (None, 32, 4e-4, 0.999, 0.1)
+
+
+@pytest.mark.parametrize('dataset,arch', [('mnist', 'mlp_bn'), ('fashion', 'mlp'),
+                                          ('fashion_mnist', 'mlp')])
+def test_an_unset_arch_is_the_datasets_default_and_a_given_one_stays(dataset, arch):
+  assert config.resolve(config.Config(dataset=dataset)).arch == arch
+  assert config.resolve(config.Config(dataset=dataset, arch='dcgan')).arch == 'dcgan'
 
 
 @pytest.mark.parametrize('field,value,words', [

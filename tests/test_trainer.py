@@ -221,6 +221,18 @@ def test_conditional_run_grids_a_class_per_row_and_samples_a_requested_class(
   assert not np.array_equal(np.asarray(Image.open(sevens[0])), np.asarray(Image.open(threes[0])))
 
 
+def test_a_run_without_arch_trains_and_records_its_datasets_default_network(
+    tmp_path, mock_data_dir, classifier_dir):
+  config = _config(tmp_path, mock_data_dir, classifier_dir, arch=None, epochs=1)
+  trainer.train_and_evaluate(config, log=_quiet)
+  with open(os.path.join(config.workdir, 'run.json')) as f:
+    assert json.load(f)['config']['arch'] == 'mlp_bn'  # MNIST's default.
+  # Resuming with the network named explicitly is the same run.
+  lines = []
+  trainer.train_and_evaluate(config.replace(arch='mlp_bn', epochs=2), log=lines.append)
+  assert any('Resuming from the checkpoint of epoch 1' in l for l in lines)
+
+
 def test_sample_mode_without_checkpoint_is_an_error(tmp_path):
   with pytest.raises(trainer.RunError, match='no checkpoint'):
     trainer.sample_from_run(Config(workdir=str(tmp_path)), log=_quiet)
