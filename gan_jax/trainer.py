@@ -12,8 +12,8 @@ loop, and every output a user expects.
 3. trains whole epochs on the device (`train.run_chunk`), printing
    ``Epoch 10/50 | D_loss: 0.53 | D_acc: 78.12% | G_loss: 1.24 | ...``;
 4. every ``save_interval`` epochs and at the end: a 5x5 grid of the fixed
-   noise, a quality evaluation with the domain classifier, a checkpoint, and
-   the plots;
+   noise (10x10, a class per row, for a conditional run), a quality
+   evaluation with the domain classifier, a checkpoint, and the plots;
 5. at the end: 100 new images, their predicted labels, ``report.json``.
 
 Ctrl-C / SIGTERM finish the current epoch, save a checkpoint and stop
