@@ -56,7 +56,7 @@ RESUME_FIELDS = ('dataset', 'arch', 'conditional', 'noise_dim', 'batch_size', 'l
 OUTPUTS = ('checkpoints', 'generated_samples', 'final_generated_images', 'plots',
            'tensorboard', 'metrics.jsonl', 'report.json', 'run.json')
 
-GRID_NOISE = 25      # The fixed 5x5 grid (a conditional run: 10x10, a class per row).
+GRID_SIDE = 5        # The fixed 5x5 grid (a conditional run: 10x10, a class per row).
 FINAL_IMAGES = 100   # final_generated_images/img_000.png ... img_099.png
 
 
@@ -236,11 +236,16 @@ def class_rows(config: Config, columns: int) -> np.ndarray | None:
   return np.repeat(np.arange(datasets.NUM_CLASSES), columns)
 
 
+def grid_side(config: Config) -> int:
+  """Rows (= columns) of the sample grids: 5, or one row per class."""
+  return datasets.NUM_CLASSES if config.conditional else GRID_SIDE
+
+
 def grid_noise(config: Config, key: jax.Array) -> jax.Array:
   """The fixed noise of the sample grids: 25 vectors, or for a conditional run
   10 vectors repeated on every class row (a column keeps its noise)."""
   if not config.conditional:
-    return train.sample_noise(key, GRID_NOISE, config.noise_dim)
+    return train.sample_noise(key, GRID_SIDE ** 2, config.noise_dim)
   z = train.sample_noise(key, datasets.NUM_CLASSES, config.noise_dim)
   return np.tile(np.asarray(z), (datasets.NUM_CLASSES, 1))
 
@@ -497,7 +502,7 @@ def _save_epoch_outputs(config: Config, epoch: int, progress: _Progress,
     return {}
   workdir = os.path.abspath(config.workdir)
   state = multihost.local_copy(progress.state)
-  side = datasets.NUM_CLASSES if config.conditional else 5
+  side = grid_side(config)
   grid_images = train.generate(state, multihost.local_copy(progress.fixed_noise),
                                class_rows(config, side))
   images.save_grid(os.path.join(workdir, 'generated_samples', f'epoch_{epoch:02d}.png'),
