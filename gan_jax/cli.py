@@ -52,6 +52,10 @@ flags.DEFINE_string('arch', None, 'Network: mlp_bn (fully connected, BatchNorm i
 flags.DEFINE_bool('conditional', _D.conditional, 'Train a class-conditional GAN: the '
                   'generator takes a label, the sample grids show one class per row, and '
                   'the quality line adds the label agreement (see --label).')
+flags.DEFINE_float('class_loss_weight', _D.class_loss_weight, 'Conditional runs: weight of '
+                   "the auxiliary classifier's loss (AC-GAN), which teaches the "
+                   "discriminator the classes of real images and pushes the generator "
+                   "towards images of the requested class; in [0, 100), 0: off.")
 flags.DEFINE_integer('seed', _D.seed, 'Random seed; a run is reproducible given the seed.')
 flags.DEFINE_string('dtype', None, 'Compute dtype: float32 or bfloat16 (mixed precision: '
                     'bfloat16 compute, float32 parameters and losses). Default: '
@@ -110,6 +114,7 @@ def _config_from_flags() -> config_lib.Config:
       batch_size=FLAGS.batch_size, noise_dim=FLAGS.noise_dim,
       learning_rate=FLAGS.learning_rate, beta1=FLAGS.beta1, ema_decay=FLAGS.ema_decay,
       label_smoothing=FLAGS.label_smoothing, conditional=FLAGS.conditional,
+      class_loss_weight=FLAGS.class_loss_weight,
       save_interval=FLAGS.save_interval, seed=FLAGS.seed, dtype=dtype,
       workdir=FLAGS.workdir, data_dir=FLAGS.data_dir, limit=FLAGS.limit,
       eval_samples=FLAGS.eval_samples, classifier_dir=FLAGS.classifier_dir,

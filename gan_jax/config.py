@@ -35,6 +35,7 @@ class Config:
   beta1: float = 0.5
   ema_decay: float = 0.999          # Generator weight EMA for samples; 0 = off.
   label_smoothing: float = 0.1      # D's target for real images is 1 - this.
+  class_loss_weight: float = 1.0    # AC-GAN class loss (conditional runs); 0 = off.
   save_interval: int = 5
   seed: int = 0
   dtype: str = 'float32'
@@ -121,6 +122,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     'beta1': _in_zero_to(1),
     'ema_decay': _in_zero_to(1),
     'label_smoothing': _in_zero_to(0.5, example='0.1'),
+    'class_loss_weight': _in_zero_to(100, example='1.0'),
     'save_interval': _int_at_most(10**9),
     'seed': _non_negative_int,
     'dtype': _choice(DTYPES),

@@ -22,7 +22,9 @@ fast convolution path, inside loops too (measured in the README, "Speed").
 With ``num_classes`` > 0 (``--conditional``) both networks take a label: the
 generator appends a learned label embedding to its noise, the discriminator
 adds a projection term, the inner product of a label embedding with its last
-features (Miyato & Koyama 2018, "cGANs with Projection Discriminator").
+features (Miyato & Koyama 2018, "cGANs with Projection Discriminator"), and
+also returns class logits from the same features, an auxiliary classifier
+(Odena et al. 2017, "AC-GAN") that the train steps may add a loss for.
 
 Every module takes ``dtype`` (the computation dtype, e.g. bfloat16 for mixed
 precision); parameters stay float32 and outputs are returned as float32, so
@@ -52,17 +54,23 @@ def _with_label(module: nn.Module, z: Array, labels: Array | None) -> Array:
   return jnp.concatenate([z, embedding(labels).astype(z.dtype)], axis=-1)
 
 
-def _logit(module: nn.Module, h: Array, labels: Array | None) -> Array:
-  """A linear logit of features `h`, plus the projection <embed(label), h> if
-  conditional; float32, shape (B,)."""
+def _logit(module: nn.Module, h: Array, labels: Array | None
+           ) -> Array | tuple[Array, Array]:
+  """A linear logit of features `h`, float32, shape (B,).
+
+  If conditional: the logit plus the projection <embed(label), h>, and the
+  auxiliary classifier's class logits (B, num_classes), as a pair.
+  """
   logit = nn.Dense(1, dtype=module.dtype, name='logit')(h)[:, 0]
-  if module.num_classes:
-    # Initialised like the logit's Dense (LeCun normal), so the projection
-    # starts on the scale of the linear term.
-    embedding = nn.Embed(module.num_classes, h.shape[-1], name='label_projection',
-                         embedding_init=nn.initializers.normal(h.shape[-1] ** -0.5))
-    logit += jnp.sum(embedding(labels).astype(h.dtype) * h, axis=-1)
-  return logit.astype(jnp.float32)
+  if not module.num_classes:
+    return logit.astype(jnp.float32)
+  # Initialised like the logit's Dense (LeCun normal), so the projection
+  # starts on the scale of the linear term.
+  embedding = nn.Embed(module.num_classes, h.shape[-1], name='label_projection',
+                       embedding_init=nn.initializers.normal(h.shape[-1] ** -0.5))
+  logit += jnp.sum(embedding(labels).astype(h.dtype) * h, axis=-1)
+  class_logits = nn.Dense(module.num_classes, dtype=module.dtype, name='class_logits')(h)
+  return logit.astype(jnp.float32), class_logits.astype(jnp.float32)
 
 # Keras' BatchNormalization defaults, so the DCGAN matches the TF tutorial.
 _BN = dict(momentum=0.99, epsilon=1e-3)
@@ -93,7 +101,8 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
-  """The TF DCGAN tutorial discriminator: images (B, 28, 28, 1) -> logits (B,)."""
+  """The TF DCGAN tutorial discriminator: images (B, 28, 28, 1) -> logits (B,)
+  (conditional: and class logits (B, num_classes))."""
   dtype: Dtype = jnp.float32
   num_classes: int = 0
 
@@ -132,7 +141,8 @@ class MLPGenerator(nn.Module):
 
 
 class MLPDiscriminator(nn.Module):
-  """Fully connected discriminator: (28, 28, 1) -> 512 -> 256 -> 1 logit."""
+  """Fully connected discriminator: (28, 28, 1) -> 512 -> 256 -> 1 logit
+  (conditional: and class logits (B, num_classes))."""
   dtype: Dtype = jnp.float32
   num_classes: int = 0
 

@@ -8,6 +8,10 @@ the real batch's labels):
 * `discriminator_step`: real images -> 1, generated images -> 0, binary
   cross-entropy on logits;
 * `generator_step`: the non-saturating generator loss (generated -> 1);
+* conditional GANs add, weighted by `class_loss_weight`, the auxiliary
+  classifier's loss (AC-GAN): the discriminator learns the class of real
+  images, the generator is pushed to make images it classifies as the
+  requested label (`class_loss`);
 * `train_step`: one of each, alternating, on the same noise batch (as the TF
   DCGAN tutorial and the PyTorch DCGAN example do), computing the generator's
   forward pass once for both.
@@ -53,8 +57,8 @@ class GANState:
 
   `generator_ema` holds the EMA of the generator's parameters; samples and
   evaluations use it when `ema_decay` > 0. `noise_dim`, `ema_decay`,
-  `label_smoothing` and `num_classes` (0: unconditional) are static (part of
-  the compiled step).
+  `label_smoothing`, `num_classes` (0: unconditional) and
+  `class_loss_weight` are static (part of the compiled step).
   """
   generator: TrainState
   discriminator: TrainState
@@ -63,6 +67,7 @@ class GANState:
   ema_decay: float = struct.field(pytree_node=False, default=0.0)
   label_smoothing: float = struct.field(pytree_node=False, default=0.0)
   num_classes: int = struct.field(pytree_node=False, default=0)
+  class_loss_weight: float = struct.field(pytree_node=False, default=0.0)
 
   @property
   def sampling_params(self) -> Any:
@@ -75,7 +80,8 @@ def create_state(config: Config, rng: jax.Array) -> GANState:
 
   Args:
     config: uses arch (unset: the dataset's default), dtype, noise_dim,
-      learning_rate, beta1 and conditional.
+      learning_rate, beta1, ema_decay, label_smoothing, conditional and
+      class_loss_weight.
     rng: the initialisation key.
   """
   config = config_lib.resolve(config)
@@ -99,7 +105,8 @@ def create_state(config: Config, rng: jax.Array) -> GANState:
                   discriminator=make(discriminator, d_vars),
                   generator_ema=jax.tree_util.tree_map(jnp.copy, g_state.params),
                   noise_dim=config.noise_dim, ema_decay=config.ema_decay,
-                  label_smoothing=config.label_smoothing, num_classes=num_classes)
+                  label_smoothing=config.label_smoothing, num_classes=num_classes,
+                  class_loss_weight=config.class_loss_weight if num_classes else 0.0)
 
 
 def _with_generator(state: GANState, g: TrainState) -> GANState:
@@ -140,6 +147,21 @@ def _bce(logits: jax.Array, label: float) -> jax.Array:
   return optax.sigmoid_binary_cross_entropy(logits, jnp.full_like(logits, label)).mean()
 
 
+def class_loss(class_logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """The auxiliary classifier's loss (AC-GAN): the mean softmax cross-entropy
+  of class logits (B, C) against integer labels (B,)."""
+  return optax.softmax_cross_entropy_with_integer_labels(class_logits, labels).mean()
+
+
+def _discriminate(state: GANState, params: Any, images: jax.Array, labels: jax.Array,
+                  rng: jax.Array) -> tuple[jax.Array, jax.Array | None]:
+  """The discriminator in training mode: real/fake logits (B,) and, if the GAN
+  is conditional, class logits (B, C) (else None)."""
+  out = state.discriminator.apply_fn({'params': params}, images, labels, train=True,
+                                     rngs={'dropout': rng})
+  return out if state.num_classes else (out, None)
+
+
 def _discriminator_update(state: GANState, batch: Batch, fake: jax.Array,
                           rng: jax.Array) -> tuple[GANState, Metrics]:
   """Updates the discriminator on real `batch` (-> 1) and generated `fake` (-> 0)."""
@@ -150,12 +172,17 @@ def _discriminator_update(state: GANState, batch: Batch, fake: jax.Array,
 
   def loss_fn(params):
     # Real and fake in one call: one larger batch is faster than two.
-    logits = d.apply_fn({'params': params}, images, labels, train=True,
-                        rngs={'dropout': jax.random.fold_in(rng, 1)})
+    logits, class_logits = _discriminate(state, params, images, labels,
+                                         jax.random.fold_in(rng, 1))
     real, fake_logits = logits[:n], logits[n:]
     # One-sided label smoothing: real images -> 1 - label_smoothing.
     real_target = 1.0 - state.label_smoothing
-    return _bce(real, real_target) + _bce(fake_logits, 0.0), (real, fake_logits)
+    loss = _bce(real, real_target) + _bce(fake_logits, 0.0)
+    if state.class_loss_weight:
+      # The classifier learns from real images only, so it is not taught the
+      # generator's mistakes.
+      loss += state.class_loss_weight * class_loss(class_logits[:n], batch['label'])
+    return loss, (real, fake_logits)
 
   (loss, (real, fake_logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(d.params)
   accuracy = 0.5 * (jnp.mean(real > 0) + jnp.mean(fake_logits < 0))
@@ -163,12 +190,16 @@ def _discriminator_update(state: GANState, batch: Batch, fake: jax.Array,
           {'d_loss': loss, 'd_acc': accuracy})
 
 
-def _fooling_loss(d: TrainState, fake: jax.Array, labels: jax.Array, rng: jax.Array
+def _fooling_loss(state: GANState, fake: jax.Array, labels: jax.Array, rng: jax.Array
                   ) -> jax.Array:
-  """The non-saturating generator loss: BCE of D(fake) against 1."""
-  logits = d.apply_fn({'params': d.params}, fake, labels, train=True,
-                      rngs={'dropout': jax.random.fold_in(rng, 2)})
-  return _bce(logits, 1.0)
+  """The non-saturating generator loss: BCE of D(fake) against 1, plus the
+  weighted class loss of D's classifier against the requested `labels`."""
+  logits, class_logits = _discriminate(state, state.discriminator.params, fake, labels,
+                                       jax.random.fold_in(rng, 2))
+  loss = _bce(logits, 1.0)
+  if state.class_loss_weight:
+    loss += state.class_loss_weight * class_loss(class_logits, labels)
+  return loss
 
 
 def discriminator_step(state: GANState, batch: Batch, rng: jax.Array
@@ -205,7 +236,7 @@ def generator_step(state: GANState, batch: Batch, rng: jax.Array
 
   def loss_fn(params):
     fake, batch_stats = _generate_train(g, params, z, batch['label'])
-    return _fooling_loss(state.discriminator, fake, batch['label'], rng), batch_stats
+    return _fooling_loss(state, fake, batch['label'], rng), batch_stats
 
   (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(g.params)
   g = g.apply_gradients(grads=grads).replace(batch_stats=batch_stats)
@@ -227,7 +258,7 @@ def train_step(state: GANState, batch: Batch, rng: jax.Array
       lambda params: _generate_train(g, params, z, batch['label']), g.params, has_aux=True)
   state, d_metrics = _discriminator_update(state, batch, fake, rng)
   g_loss, d_fake = jax.value_and_grad(_fooling_loss, argnums=1)(
-      state.discriminator, fake, batch['label'], rng)
+      state, fake, batch['label'], rng)
   (grads,) = pull_back(d_fake)
   g = g.apply_gradients(grads=grads).replace(batch_stats=batch_stats)
   return _with_generator(state, g), {**d_metrics, 'g_loss': g_loss}

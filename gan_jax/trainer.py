@@ -51,7 +51,8 @@ Log = Callable[[str], None]
 
 # Fields that must match to resume a run (epochs and save_interval may change).
 RESUME_FIELDS = ('dataset', 'arch', 'conditional', 'noise_dim', 'batch_size', 'learning_rate',
-                 'beta1', 'ema_decay', 'label_smoothing', 'seed', 'dtype', 'limit')
+                 'beta1', 'ema_decay', 'label_smoothing', 'class_loss_weight', 'seed',
+                 'dtype', 'limit')
 # What a run writes into its workdir; --overwrite removes exactly these.
 OUTPUTS = ('checkpoints', 'generated_samples', 'final_generated_images', 'plots',
            'tensorboard', 'metrics.jsonl', 'report.json', 'run.json')
@@ -168,11 +169,15 @@ def prepare_workdir(config: Config, log: Log) -> None:
 
 
 def _check_resumable(meta: dict[str, Any], config: Config, path: str) -> None:
-  # A field missing from an older checkpoint had its default value then.
+  # A field missing from an older checkpoint had its default value then, except
+  # the class loss, which conditional runs did not have before it was added.
   saved = {k: Config.__dataclass_fields__[k].default for k in RESUME_FIELDS}
+  saved['class_loss_weight'] = 0.0
   saved.update(meta.get('config', {}))
+  # The class loss only exists in conditional runs.
+  fields = [k for k in RESUME_FIELDS if config.conditional or k != 'class_loss_weight']
   diffs = [f'{k}: checkpoint {saved.get(k)!r}, now {getattr(config, k)!r}'
-           for k in RESUME_FIELDS if saved.get(k) != getattr(config, k)]
+           for k in fields if saved.get(k) != getattr(config, k)]
   if diffs:
     raise RunError(
         f'the checkpoint in {path} comes from a different configuration '

@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from gan_jax import datasets, models, train
@@ -75,8 +76,11 @@ def test_conditional_networks_take_a_label_batch(arch):
   assert images.shape == (6,) + datasets.IMAGE_SHAPE
   assert g_vars['params']['label_embedding']['embedding'].shape == (10, models.LABEL_EMBEDDING)
   d_vars = discriminator.init(jax.random.PRNGKey(2), images, labels, train=False)
-  logits = discriminator.apply(d_vars, images, labels, train=False)
+  logits, class_logits = discriminator.apply(d_vars, images, labels, train=False)
   assert logits.shape == (6,) and logits.dtype == jnp.float32
-  # The projection term: other labels, other logits for the same images.
-  other = discriminator.apply(d_vars, images, (labels + 1) % 10, train=False)
+  assert class_logits.shape == (6, 10) and class_logits.dtype == jnp.float32
+  # The projection term: other labels, other logits for the same images; the
+  # auxiliary classifier does not see the label.
+  other, other_classes = discriminator.apply(d_vars, images, (labels + 1) % 10, train=False)
   assert not jnp.allclose(logits, other)
+  np.testing.assert_array_equal(class_logits, other_classes)

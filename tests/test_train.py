@@ -228,8 +228,52 @@ def test_one_conditional_step_changes_both_networks_and_their_label_layers(arch)
                   new.generator.params['label_embedding'])
   assert _changed(state.discriminator.params['label_projection'],
                   new.discriminator.params['label_projection'])
+  assert _changed(state.discriminator.params['class_logits'],
+                  new.discriminator.params['class_logits'])
   assert _changed(state.generator.params, new.generator.params)
   assert _changed(state.discriminator.params, new.discriminator.params)
+
+
+def test_class_loss_is_the_cross_entropy_of_the_requested_class():
+  # Softmax of (0, 0, ln 2) gives class 2 probability 2/4; of (ln 3, 0, 0),
+  # class 1 gets 1/5. The loss is the mean of -ln p: (ln 2 + ln 5) / 2.
+  logits = jnp.log(jnp.array([[1.0, 1.0, 2.0], [3.0, 1.0, 1.0]]))
+  np.testing.assert_allclose(train.class_loss(logits, jnp.array([2, 1])),
+                             np.log(10.0) / 2, rtol=1e-6)
+
+
+def test_discriminator_class_loss_is_weighted_and_on_real_images_only():
+  # The same state and batch with and without the class loss: the D loss
+  # differs by exactly weight * class_loss(D's class logits of the real images).
+  rng = jax.random.PRNGKey(1)
+  batch = _batch()
+  state = _state('mlp', conditional=True, class_loss_weight=0.5)
+  _, with_loss = jax.jit(train.discriminator_step)(state, batch, rng)
+  _, without = jax.jit(train.discriminator_step)(state.replace(class_loss_weight=0.0),
+                                                  batch, rng)
+  d = state.discriminator
+  _, class_logits = d.apply_fn({'params': d.params}, batch['image'], batch['label'],
+                               train=True)  # The MLP has no dropout.
+  np.testing.assert_allclose(with_loss['d_loss'] - without['d_loss'],
+                             0.5 * train.class_loss(class_logits, batch['label']),
+                             rtol=1e-4, atol=1e-6)
+
+
+def test_generator_class_loss_grows_with_its_weight():
+  rng = jax.random.PRNGKey(1)
+  batch = _batch()
+  state = _state('mlp_bn', conditional=True)
+  g_loss = {w: jax.jit(train.generator_step)(state.replace(class_loss_weight=w), batch,
+                                               rng)[1]['g_loss'] for w in (0.0, 0.5, 1.0)}
+  # Cross-entropy is positive, and the added term is linear in the weight.
+  assert g_loss[0.5] > g_loss[0.0]
+  np.testing.assert_allclose(g_loss[1.0] - g_loss[0.0], 2 * (g_loss[0.5] - g_loss[0.0]),
+                             rtol=1e-4)
+
+
+def test_unconditional_state_has_no_class_loss():
+  assert _state('mlp', class_loss_weight=1.0).class_loss_weight == 0.0
+  assert _state('mlp', conditional=True, class_loss_weight=1.0).class_loss_weight == 1.0
 
 
 def test_conditional_generator_needs_labels_and_follows_them():
