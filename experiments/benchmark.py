@@ -13,7 +13,7 @@ where the FLOPs come from XLA's cost analysis of the compiled step.
 Usage:
   python experiments/benchmark.py --arch=dcgan --batch_size=256 --steps=20 \\
       [--dtype=float32|bfloat16]
-Like run.py it adds gan_jax.xla_setup.CPU_CONV_FLAG to XLA_FLAGS (--plain_xla: don't);
+Like run.py it adds gan_jax.xla_setup.CPU_FLAGS to XLA_FLAGS (--plain_xla: don't);
 other XLA flags can be tried by setting XLA_FLAGS in the environment.
 """
 
@@ -30,7 +30,7 @@ from gan_jax import xla_setup  # pylint: disable=g-import-not-at-top
 
 # The same XLA settings as run.py (unless --plain_xla), before jax is imported.
 if '--plain_xla' not in sys.argv:
-  xla_setup.use_fast_cpu_convolutions()
+  xla_setup.use_fast_cpu_settings()
 
 import jax  # pylint: disable=g-import-not-at-top
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
@@ -48,7 +48,7 @@ def main() -> None:
   p.add_argument('--warmup', type=int, default=2)
   p.add_argument('--dtype', choices=('float32', 'bfloat16'), default='float32')
   p.add_argument('--plain_xla', action='store_true',
-                 help="don't add run.py's XLA:CPU convolution flag (gan_jax/xla_setup.py)")
+                 help="don't add run.py's XLA:CPU flags (gan_jax/xla_setup.py)")
   args = p.parse_args()
 
   config = config_lib.Config(arch=args.arch, batch_size=args.batch_size,

@@ -24,7 +24,7 @@ _CHILD = '''
 import json, sys, time
 sys.path.insert(0, {root!r})
 from gan_jax import xla_setup
-xla_setup.use_fast_cpu_convolutions()
+xla_setup.use_fast_cpu_settings()
 import jax, numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 from gan_jax import train

@@ -20,7 +20,7 @@ machine). The path:
 
 Usage:
   python experiments/epoch_loop.py --arch=dcgan --batch_size=128 [--scan|--no-scan]
-Like run.py it adds gan_jax.xla_setup.CPU_CONV_FLAG to XLA_FLAGS.
+Like run.py it adds gan_jax.xla_setup.CPU_FLAGS to XLA_FLAGS.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
 from gan_jax import xla_setup  # pylint: disable=g-import-not-at-top
 
-xla_setup.use_fast_cpu_convolutions()  # Before jax is imported.
+xla_setup.use_fast_cpu_settings()  # Before jax is imported.
 
 import jax  # pylint: disable=g-import-not-at-top
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top

@@ -27,7 +27,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 from gan_jax import xla_setup  # pylint: disable=g-import-not-at-top
 
-xla_setup.use_fast_cpu_convolutions()  # Before jax is imported.
+xla_setup.use_fast_cpu_settings()  # Before jax is imported.
 
 import flax.linen as nn  # pylint: disable=g-import-not-at-top
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top

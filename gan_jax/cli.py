@@ -19,7 +19,7 @@ import threading
 
 from gan_jax import xla_setup
 
-xla_setup.use_fast_cpu_convolutions()  # Before jax is imported (by absl or below).
+xla_setup.use_fast_cpu_settings()  # Before jax is imported (by absl or below).
 
 from absl import app, flags, logging  # noqa: E402
 
