@@ -28,6 +28,7 @@ def test_an_unset_arch_is_the_datasets_default_and_a_given_one_stays(dataset, ar
     ('beta1', 1.0, '[0, 1)'), ('ema_decay', 1.0, '[0, 1)'), ('ema_decay', 'x', 'number'),
     ('label_smoothing', 0.5, '[0, 0.5)'), ('label_smoothing', -0.1, '[0, 0.5)'), ('dataset', 'cifar', 'mnist'), ('arch', 'vit', 'dcgan'),
     ('dtype', 'float16', 'bfloat16'), ('seed', -1, '2**32'),
+    ('class_loss_weight', -1.0, '[0, 100)'), ('class_loss_weight', float('nan'), '[0, 100)'),
 ])
 def test_bad_values_name_the_field_and_what_is_allowed(field, value, words):
   with pytest.raises(ValueError) as e:

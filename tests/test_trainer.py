@@ -146,6 +146,9 @@ def test_different_config_in_same_workdir_is_refused_unless_overwrite(
   with pytest.raises(trainer.RunError, match='noise_dim'):
     trainer.train_and_evaluate(config.replace(noise_dim=64), log=_quiet)
   assert _outputs(config.workdir) == before  # Nothing touched.
+  # The class loss only exists in conditional runs: changing it here is no change.
+  trainer.train_and_evaluate(config.replace(class_loss_weight=0.5), log=_quiet)
+  assert _outputs(config.workdir) == before
   lines = []
   trainer.train_and_evaluate(config.replace(noise_dim=64, overwrite=True), log=lines.append)
   assert any('--overwrite: removing' in l for l in lines)
@@ -219,6 +222,9 @@ def test_conditional_run_grids_a_class_per_row_and_samples_a_requested_class(
   assert len(sevens) == 4
   # The same noise, another class: other images.
   assert not np.array_equal(np.asarray(Image.open(sevens[0])), np.asarray(Image.open(threes[0])))
+  # A conditional run is trained with its class loss: another weight is another run.
+  with pytest.raises(trainer.RunError, match='class_loss_weight'):
+    trainer.train_and_evaluate(config.replace(class_loss_weight=0.5), log=_quiet)
 
 
 def test_a_run_without_arch_trains_and_records_its_datasets_default_network(
