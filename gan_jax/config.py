@@ -134,9 +134,12 @@ RULES: dict[str, Callable[[Any], str | None]] = {
 
 
 def resolve(config: Config) -> Config:
-  """`config` with the per-dataset defaults filled in (an unset arch)."""
+  """`config` with what its other fields decide filled in: an unset arch
+  becomes the dataset's default, and an unconditional run has no class loss."""
   if config.arch is None:
-    return config.replace(arch=DEFAULT_ARCH[datasets.canonical_name(config.dataset)])
+    config = config.replace(arch=DEFAULT_ARCH[datasets.canonical_name(config.dataset)])
+  if not config.conditional and config.class_loss_weight:
+    config = config.replace(class_loss_weight=0.0)
   return config
 
 

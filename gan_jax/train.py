@@ -106,7 +106,7 @@ def create_state(config: Config, rng: jax.Array) -> GANState:
                   generator_ema=jax.tree_util.tree_map(jnp.copy, g_state.params),
                   noise_dim=config.noise_dim, ema_decay=config.ema_decay,
                   label_smoothing=config.label_smoothing, num_classes=num_classes,
-                  class_loss_weight=config.class_loss_weight if num_classes else 0.0)
+                  class_loss_weight=config.class_loss_weight)
 
 
 def _with_generator(state: GANState, g: TrainState) -> GANState:

@@ -169,15 +169,14 @@ def prepare_workdir(config: Config, log: Log) -> None:
 
 
 def _check_resumable(meta: dict[str, Any], config: Config, path: str) -> None:
-  # A field missing from an older checkpoint had its default value then, except
-  # the class loss, which conditional runs did not have before it was added.
+  # `config` is resolved (config.resolve), as the saved one was. A field missing
+  # from an older checkpoint had its default value then, except the class loss,
+  # which no run had before it was added.
   saved = {k: Config.__dataclass_fields__[k].default for k in RESUME_FIELDS}
   saved['class_loss_weight'] = 0.0
   saved.update(meta.get('config', {}))
-  # The class loss only exists in conditional runs.
-  fields = [k for k in RESUME_FIELDS if config.conditional or k != 'class_loss_weight']
   diffs = [f'{k}: checkpoint {saved.get(k)!r}, now {getattr(config, k)!r}'
-           for k in fields if saved.get(k) != getattr(config, k)]
+           for k in RESUME_FIELDS if saved.get(k) != getattr(config, k)]
   if diffs:
     raise RunError(
         f'the checkpoint in {path} comes from a different configuration '
@@ -364,7 +363,7 @@ def train_and_evaluate(config: Config, log: Log = print) -> dict[str, Any]:
     NonFiniteLossError: a loss became NaN/inf (the last good checkpoint stays).
   """
   t_start = time.time()
-  config = config_lib.resolve(config)  # The dataset's default network, if unset.
+  config = config_lib.resolve(config)  # What the dataset and the mode decide (config.resolve).
   if not multihost.is_main():
     log = _quiet  # Process 0 prints for everyone.
   # Set-up: everything that can fail on bad input, before anything is written.

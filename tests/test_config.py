@@ -21,6 +21,12 @@ def test_an_unset_arch_is_the_datasets_default_and_a_given_one_stays(dataset, ar
   assert config.resolve(config.Config(dataset=dataset, arch='dcgan')).arch == 'dcgan'
 
 
+def test_only_a_conditional_run_keeps_its_class_loss():
+  assert config.resolve(config.Config(class_loss_weight=0.5)).class_loss_weight == 0.0
+  assert config.resolve(config.Config(conditional=True,
+                                      class_loss_weight=0.5)).class_loss_weight == 0.5
+
+
 @pytest.mark.parametrize('field,value,words', [
     ('epochs', 0, 'positive'), ('epochs', 2.5, 'whole number'), ('batch_size', -3, 'positive'),
     ('noise_dim', 10**7, 'at most'), ('learning_rate', 0.0, '(0, 1]'),
