@@ -211,11 +211,35 @@ def train_classifier(dataset: str, data_dir: str, config: TrainConfig | None = N
   train = input_pipeline.load_split(name, 'train', data_dir, config.train_limit)
   test = input_pipeline.load_split(name, 'test', data_dir, config.test_limit)
 
+  params = fit(train.images, train.labels, config, name, progress, log)
+  clf = Classifier(params, name)
+  accuracy = clf.accuracy(test.images, test.labels)
+  meta = {
+      'model_version': MODEL_VERSION,
+      'dataset': name,
+      'dataset_version': input_pipeline.prepared_version(name, data_dir),
+      'test_accuracy': accuracy,
+      'test_examples': len(test.images),
+      'train_examples': len(train.images),
+      'train_config': dataclasses.asdict(config),
+      'train_seconds': round(time.time() - t0, 1),
+      'params_sha256': params_digest(params),
+  }
+  log(f'classifier ({name}) test accuracy {100 * accuracy:.2f}% '
+      f'on {len(test.images)} test images, trained in {time.time() - t0:.0f}s')
+  return clf, meta
+
+
+def fit(images: np.ndarray, labels: np.ndarray, config: TrainConfig, name: str = '',
+        progress: bool = True, log: Log = print) -> Any:
+  """Trains a new CNN on `images` (N, 28, 28, 1) in [-1, 1] and integer `labels`
+  with `config`'s recipe (the test limits aside); returns its parameters.
+  Deterministic for a given config on one machine."""
   model = CNN()
   key = jax.random.key(config.seed)
   init_key, key = jax.random.split(key)
   params = init_params(init_key)
-  steps_per_epoch = max(len(train.images) // config.batch_size, 1)
+  steps_per_epoch = max(len(images) // config.batch_size, 1)
   total_steps = steps_per_epoch * config.epochs
   # Cosine decay: a higher start for speed, a low end for the last ~0.5%.
   tx = optax.adam(optax.cosine_decay_schedule(config.learning_rate, total_steps))
@@ -234,7 +258,7 @@ def train_classifier(dataset: str, data_dir: str, config: TrainConfig | None = N
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
 
-  images, labels = jnp.asarray(train.images), jnp.asarray(train.labels)
+  images, labels = jnp.asarray(images), jnp.asarray(labels, jnp.int32)
   rng = np.random.default_rng(config.seed)
   bar = None
   if progress and sys.stdout.isatty():
@@ -243,7 +267,7 @@ def train_classifier(dataset: str, data_dir: str, config: TrainConfig | None = N
                leave=False)
   for epoch in range(config.epochs):
     t_epoch = time.time()
-    perm = rng.permutation(len(train.images))
+    perm = rng.permutation(len(images))
     losses = []
     for i in range(steps_per_epoch):
       idx = perm[i * config.batch_size:(i + 1) * config.batch_size]
@@ -262,19 +286,4 @@ def train_classifier(dataset: str, data_dir: str, config: TrainConfig | None = N
   if bar is not None:
     bar.close()
 
-  clf = Classifier(params, name)
-  accuracy = clf.accuracy(test.images, test.labels)
-  meta = {
-      'model_version': MODEL_VERSION,
-      'dataset': name,
-      'dataset_version': input_pipeline.prepared_version(name, data_dir),
-      'test_accuracy': accuracy,
-      'test_examples': len(test.images),
-      'train_examples': len(train.images),
-      'train_config': dataclasses.asdict(config),
-      'train_seconds': round(time.time() - t0, 1),
-      'params_sha256': params_digest(params),
-  }
-  log(f'classifier ({name}) test accuracy {100 * accuracy:.2f}% '
-      f'on {len(test.images)} test images, trained in {time.time() - t0:.0f}s')
-  return clf, meta
+  return params

@@ -4,6 +4,7 @@
   python -m gan_jax --dataset=mnist --epochs=30  (the same)
   python run.py --dataset=mnist --epochs=30      (the same, from a checkout)
   gan-jax --mode=sample --workdir=RUN --num_samples=1000 --sample_dir=DIR
+  gan-jax --mode=export --workdir=RUN --num_samples=60000 --export_dir=DIR
 
 The only module that reads flags: it defines them, validates every value
 before anything is written, and hands a `Config` to `gan_jax.trainer`. Errors
@@ -80,10 +81,21 @@ flags.DEFINE_bool('tensorboard', False, 'Also log scalars and sample grids to '
 flags.DEFINE_bool('progress', True, 'Show progress bars (only on a terminal).')
 flags.DEFINE_integer('steps_per_chunk', 0, 'Train steps per device loop call; 0: about a '
                      'tenth of an epoch.')
-flags.DEFINE_string('mode', 'train', 'train, or sample: write --num_samples images from '
-                    'the latest checkpoint in --workdir.')
+flags.DEFINE_string('mode', 'train', 'train; sample: write --num_samples images from '
+                    'the latest checkpoint in --workdir; export: write them as a labelled '
+                    'dataset (class folders, data.npz, labels.csv, manifest.json) into '
+                    '--export_dir.')
 flags.DEFINE_integer('num_samples', _D.num_samples, 'Images to write in --mode=sample.')
 flags.DEFINE_string('sample_dir', None, 'Where --mode=sample writes; default WORKDIR/samples.')
+flags.DEFINE_string('export_dir', None, 'Where --mode=export writes; default '
+                    'WORKDIR/export. An existing non-empty folder needs --overwrite, which '
+                    'replaces only an earlier export.')
+flags.DEFINE_float('min_confidence', _D.min_confidence, 'With --mode=export on an '
+                   "unconditional run: drop images whose classifier label is less sure "
+                   'than this, in [0, 1) (drawing more until --num_samples are kept).')
+flags.DEFINE_bool('cas', _D.cas, 'With --mode=export: measure the Classification Accuracy '
+                  'Score (a classifier trained on the exported images, tested on real '
+                  'ones); --nocas skips it.')
 flags.DEFINE_integer('label', None, 'With --mode=sample on a --conditional run: the class '
                      'to generate, 0-9 (default: every class in turn).')
 flags.DEFINE_bool('interactive', False, 'Ask for the six lab parameters (dataset, epochs, '
@@ -122,7 +134,8 @@ def _config_from_flags() -> config_lib.Config:
       keep_checkpoints=FLAGS.keep_checkpoints, overwrite=FLAGS.overwrite,
       tensorboard=FLAGS.tensorboard, progress=FLAGS.progress,
       steps_per_chunk=FLAGS.steps_per_chunk, num_samples=FLAGS.num_samples,
-      sample_dir=FLAGS.sample_dir, label=FLAGS.label)
+      sample_dir=FLAGS.sample_dir, label=FLAGS.label, export_dir=FLAGS.export_dir,
+      min_confidence=FLAGS.min_confidence, cas=FLAGS.cas)
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -200,7 +213,7 @@ def main(argv: list[str]) -> None:
     config_lib.validate(config)
   except ValueError as e:
     _fail(str(e))
-  if FLAGS.label is not None and FLAGS.mode != 'sample':
+  if FLAGS.label is not None and FLAGS.mode not in ('sample', 'export'):
     _fail(f'--label={FLAGS.label} picks the class of --mode=sample images; to train a GAN '
           'that takes a label, pass --conditional (then sample with --mode=sample --label=N)')
   _check_distributed_flags()
@@ -218,6 +231,9 @@ def main(argv: list[str]) -> None:
   try:
     if FLAGS.mode == 'sample':
       trainer.sample_from_run(config)
+    elif FLAGS.mode == 'export':
+      from gan_jax import export
+      export.export_from_run(config)
     else:
       trainer.train_and_evaluate(config)
   except errors.GanJaxError as e:

@@ -19,7 +19,7 @@ ARCHS = ('mlp_bn', 'mlp', 'dcgan')
 DEFAULT_ARCH = {'mnist': 'mlp_bn', 'fashion_mnist': 'mlp'}
 DATASETS = tuple(datasets.ALIASES)
 DTYPES = ('float32', 'bfloat16')
-MODES = ('train', 'sample')
+MODES = ('train', 'sample', 'export')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +54,10 @@ class Config:
   num_samples: int = 100
   sample_dir: str | None = None
   label: int | None = None           # The class to sample (conditional runs only).
+  # Export mode (gan_jax.export).
+  export_dir: str | None = None      # None: WORKDIR/export.
+  min_confidence: float = 0.0        # Unconditional runs: drop images the classifier is less sure of.
+  cas: bool = True                   # Measure the Classification Accuracy Score.
 
   def replace(self, **changes: Any) -> 'Config':
     return dataclasses.replace(self, **changes)
@@ -130,6 +134,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     'keep_checkpoints': _int_at_most(1000),
     'num_samples': _int_at_most(1_000_000),
     'steps_per_chunk': _non_negative_int,
+    'min_confidence': _in_zero_to(1, example='0.9'),
 }
 
 

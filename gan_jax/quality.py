@@ -15,14 +15,18 @@ trained on the real data (see `gan_jax.classifier`) instead of Inception-v3:
   `min_fraction` of the samples (mode-collapse check).
 * Mean confidence: the average of max_y p(y|x).
 
-Everything here except `evaluate` is a pure NumPy function.
+Everything here except `evaluate` is a pure function of arrays (NumPy, and
+jax for the blocked pairwise distances).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Protocol
+import functools
+from typing import Any, Iterator, Protocol
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 # A class counts as covered when at least this fraction of the samples is
@@ -207,7 +211,8 @@ def label_agreement(probs: np.ndarray, requested: np.ndarray) -> float:
 
 def evaluate(classifier: FeatureModel, images: np.ndarray,
              reference_stats: ReferenceStats,
-             requested_labels: np.ndarray | None = None) -> dict[str, float | int]:
+             requested_labels: np.ndarray | None = None,
+             real: RealFeatures | None = None) -> dict[str, Any]:
   """Scores generated images against the real test set.
 
   Args:
@@ -218,6 +223,8 @@ def evaluate(classifier: FeatureModel, images: np.ndarray,
     reference_stats: the real test set's statistics (`StoredClassifier.reference`).
     requested_labels: for a conditional GAN, the label each image was
       generated with; adds 'label_agreement'.
+    real: real training images' features; adds 'precision' and 'recall', and
+      with `requested_labels` 'fd_per_class' (a list) and 'worst_class'.
 
   Returns:
     {'fd': float, 'is': float, 'label_entropy': float (nats),
@@ -234,4 +241,160 @@ def evaluate(classifier: FeatureModel, images: np.ndarray,
   }
   if requested_labels is not None:
     metrics['label_agreement'] = label_agreement(probs, requested_labels)
+  if real is not None:
+    metrics['precision'], metrics['recall'] = precision_recall(real.sample, features)
+    if requested_labels is not None:
+      fds = per_class_fd(features, requested_labels, real)
+      metrics['fd_per_class'] = fds
+      metrics['worst_class'] = int(np.nanargmax(np.array(fds, dtype=float)))
   return metrics
+
+
+# Improved precision and recall (Kynkäänniemi et al. 2019): k of the k-NN balls.
+PR_NEIGHBOURS = 3
+# Real training images whose features precision, recall and memorisation compare with.
+REAL_SAMPLE = 5000
+_BLOCK = 1000  # Rows of a pairwise-distance block: 1000 x 60,000 float32 = 240 MB.
+
+# Every figure this module adds to an evaluation: its key and its label in prose.
+METRIC_LABELS = {
+    'fd': 'FD', 'is': 'IS', 'precision': 'precision', 'recall': 'recall',
+    'label_agreement': 'label agreement', 'fd_per_class': 'FD per class',
+    'worst_class': 'worst class', 'memorisation_ratio': 'memorisation ratio',
+    'cas': 'CAS', 'cas_real': 'CAS of real data',
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class RealFeatures:
+  """Classifier features of real training images, for the figures that need a
+  sample rather than a mean and covariance.
+
+  Attributes:
+    sample: features of up to `REAL_SAMPLE` real images, (n, D) (precision, recall).
+    class_mu: per-class feature means (K, D) over every given image (per-class FD).
+    class_sigma: per-class covariances (K, D, D).
+  """
+  sample: np.ndarray
+  class_mu: np.ndarray
+  class_sigma: np.ndarray
+
+
+def real_features(features: np.ndarray, labels: np.ndarray,
+                  num_classes: int = 10, sample: int = REAL_SAMPLE) -> RealFeatures:
+  """`RealFeatures` from the features (N, D) and labels (N,) of real images."""
+  features, labels = np.asarray(features, np.float32), np.asarray(labels)
+  stats = [feature_stats(features[labels == c]) if np.sum(labels == c) > 1
+           else (np.full(features.shape[1], np.nan), np.eye(features.shape[1]))
+           for c in range(num_classes)]
+  return RealFeatures(sample=features[:sample],
+                      class_mu=np.stack([m for m, _ in stats]),
+                      class_sigma=np.stack([s for _, s in stats]))
+
+
+def _squared_distances(a, b):
+  """|a_i - b_j|^2 for every pair, (len(a), len(b)), by one matrix product."""
+  import jax.numpy as jnp
+  d = jnp.sum(a * a, axis=1)[:, None] - 2 * a @ b.T + jnp.sum(b * b, axis=1)[None, :]
+  return jnp.maximum(d, 0)
+
+
+@functools.partial(jax.jit, static_argnames=('k', 'exclude_from'))
+def _nearest_block(queries, points, k: int, exclude_from: int | None):
+  d = _squared_distances(queries, points)
+  if exclude_from is not None:  # Row i is point exclude_from + i: not its own neighbour.
+    rows = jnp.arange(queries.shape[0])
+    d = d.at[rows, exclude_from + rows].set(jnp.inf, mode='drop')
+  neg, idx = jax.lax.top_k(-d, k)
+  return jnp.sqrt(-neg), idx
+
+
+@jax.jit
+def _inside_block(points, centres, radii):
+  return jnp.any(_squared_distances(points, centres) <= (radii ** 2)[None, :], axis=1)
+
+
+def _blocks(x: np.ndarray) -> Iterator[tuple[int, np.ndarray, int]]:
+  """(start, block padded to _BLOCK rows, real rows): one compiled shape."""
+  for lo in range(0, len(x), _BLOCK):
+    block = x[lo:lo + _BLOCK]
+    n = len(block)
+    if n < _BLOCK:
+      block = np.concatenate([block, np.zeros((_BLOCK - n, x.shape[1]), x.dtype)])
+    yield lo, block, n
+
+
+def nearest_neighbours(queries: np.ndarray, points: np.ndarray, k: int = 1,
+                       exclude_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
+  """The k nearest `points` (Euclidean) of each query, computed in blocks (jax).
+
+  Args:
+    queries: (n, D); points: (m, D), m > k.
+    k: neighbours per query.
+    exclude_self: `queries` is `points`: skip each query's own row.
+
+  Returns:
+    Distances (n, k), ascending, and the neighbours' indices into `points` (n, k).
+  """
+  queries = np.asarray(queries, np.float32)
+  points = jnp.asarray(np.asarray(points, np.float32))
+  dists, idx = [], []
+  for lo, block, n in _blocks(queries):
+    d, i = _nearest_block(block, points, k, lo if exclude_self else None)
+    dists.append(np.asarray(d)[:n])
+    idx.append(np.asarray(i)[:n])
+  return np.concatenate(dists), np.concatenate(idx)
+
+
+def _share_in_balls(points: np.ndarray, centres: np.ndarray, radii: np.ndarray) -> float:
+  """The share of `points` inside at least one ball (centre, radius)."""
+  centres, radii = jnp.asarray(centres), jnp.asarray(radii)
+  inside = sum(int(np.sum(np.asarray(_inside_block(block, centres, radii))[:n]))
+               for _, block, n in _blocks(points))
+  return inside / len(points)
+
+
+def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = PR_NEIGHBOURS
+                     ) -> tuple[float, float]:
+  """Improved precision and recall (Kynkäänniemi et al. 2019) of feature sets.
+
+  Each set's manifold is the union of balls around its points reaching their
+  k-th nearest neighbour. Precision: the share of `fake` inside the real
+  manifold (fidelity); recall: the share of `real` inside the fake one (diversity).
+
+  Args:
+    real: (n, D) features of real images; fake: (m, D) of generated ones; n, m > k.
+  """
+  real, fake = np.asarray(real, np.float32), np.asarray(fake, np.float32)
+  if min(len(real), len(fake)) <= k:
+    raise ValueError(f'need more than k={k} points per set, got {len(real)} and {len(fake)}')
+  real_radii = nearest_neighbours(real, real, k, exclude_self=True)[0][:, -1]
+  fake_radii = nearest_neighbours(fake, fake, k, exclude_self=True)[0][:, -1]
+  return (_share_in_balls(fake, real, real_radii),
+          _share_in_balls(real, fake, fake_radii))
+
+
+def per_class_fd(features: np.ndarray, labels: np.ndarray, real: RealFeatures
+                 ) -> list[float | None]:
+  """FD of each class's generated features against that class's real ones
+  (None for a class with fewer than two images)."""
+  features, labels = np.asarray(features), np.asarray(labels)
+  out = []
+  for c in range(len(real.class_mu)):
+    mine = features[labels == c]
+    if len(mine) < 2 or np.isnan(real.class_mu[c]).any():
+      out.append(None)
+      continue
+    mu, sigma = feature_stats(mine)
+    out.append(frechet_distance(mu, sigma, real.class_mu[c], real.class_sigma[c]))
+  return out
+
+
+def memorisation_ratio(generated: np.ndarray, test: np.ndarray, train: np.ndarray
+                       ) -> float:
+  """Median distance of generated images to their nearest training image over
+  that of real test images: about 1 when nothing is copied, far below 1 when
+  generated images are (near) copies of training images. Features (n, D)."""
+  gen = np.median(nearest_neighbours(generated, train)[0])
+  real = np.median(nearest_neighbours(test, train)[0])
+  return float(gen / real) if real > 0 else float('nan')

@@ -596,14 +596,13 @@ def _print_summary(workdir: str, report: dict[str, Any], log: Log) -> None:
     log(line)
 
 
-def sample_from_run(config: Config, log: Log = print) -> list[str]:
-  """Writes `config.num_samples` PNGs from the latest generator of `config.workdir`.
-
-  The run's own configuration (arch, noise_dim, dtype...) is read from its
-  checkpoint; `config.seed` picks the noise.
+def load_latest_run(config: Config) -> tuple[train.GANState, Config, int]:
+  """The generator state of the latest checkpoint in `config.workdir`, the run's
+  own configuration (from the checkpoint) and its epoch: what --mode=sample and
+  --mode=export start from.
 
   Raises:
-    RunError: no checkpoint in the workdir, or the sample dir is unusable.
+    RunError: no checkpoint, or `config.label` asked of an unconditional run.
     checkpoints.CheckpointError: the checkpoint is corrupt.
   """
   workdir = os.path.abspath(config.workdir)
@@ -611,9 +610,6 @@ def sample_from_run(config: Config, log: Log = print) -> list[str]:
     raise RunError(f'--workdir={config.workdir} holds no checkpoint '
                    f'({checkpoints.checkpoint_dir(workdir)} is missing or empty); '
                    'train a run there first')
-  sample_dir = os.path.abspath(config.sample_dir or os.path.join(workdir, 'samples'))
-  if os.path.exists(sample_dir) and not os.path.isdir(sample_dir):
-    raise RunError(f'--sample_dir={sample_dir} is a file; choose a folder')
   manager = checkpoints.make_manager(workdir, create=False)
   epoch = manager.latest_step()
   meta = checkpoints.read_meta(manager, epoch)
@@ -626,6 +622,24 @@ def sample_from_run(config: Config, log: Log = print) -> list[str]:
   fresh = _initial_progress(run_config, _keys(run_config.seed))
   restored, _ = checkpoints.restore(manager, epoch,
                                     checkpoint_tree(fresh.state, fresh.fixed_noise))
+  return restored['gan'], run_config, epoch
+
+
+def sample_from_run(config: Config, log: Log = print) -> list[str]:
+  """Writes `config.num_samples` PNGs from the latest generator of `config.workdir`.
+
+  The run's own configuration (arch, noise_dim, dtype...) is read from its
+  checkpoint; `config.seed` picks the noise.
+
+  Raises:
+    RunError: no checkpoint in the workdir, or the sample dir is unusable.
+    checkpoints.CheckpointError: the checkpoint is corrupt.
+  """
+  workdir = os.path.abspath(config.workdir)
+  sample_dir = os.path.abspath(config.sample_dir or os.path.join(workdir, 'samples'))
+  if os.path.exists(sample_dir) and not os.path.isdir(sample_dir):
+    raise RunError(f'--sample_dir={sample_dir} is a file; choose a folder')
+  state, run_config, epoch = load_latest_run(config)
   key = jax.random.fold_in(_keys(config.seed)['sample'], config.num_samples)
   z = train.sample_noise(key, config.num_samples, run_config.noise_dim)
   labels, what = None, ''
@@ -636,7 +650,7 @@ def sample_from_run(config: Config, log: Log = print) -> list[str]:
       labels = np.full(config.num_samples, config.label)
       name = datasets.CLASS_NAMES[datasets.canonical_name(run_config.dataset)][config.label]
       what = f' of class {config.label} ({name})'
-  names = images.save_images(sample_dir, train.generate(restored['gan'], z, labels),
+  names = images.save_images(sample_dir, train.generate(state, z, labels),
                              prefix='sample_')
   log(f'Wrote {len(names)} images{what} from the generator of epoch {epoch} to {sample_dir}')
   return [os.path.join(sample_dir, n) for n in names]

@@ -1,0 +1,330 @@
+"""--mode=export: a trained run's images as a labelled dataset that code
+without gan_jax loads.
+
+  DIR/train/<label>/NNNNN.png  class folders 0-9, all ten present: the layout of
+                               tfds.folder_dataset.ImageFolder(DIR), Keras'
+                               image_dataset_from_directory(DIR/train) and
+                               torchvision's ImageFolder(DIR/train)
+  DIR/data.npz                 x (N, 28, 28) uint8, y (N,) uint8, as
+                               keras.datasets.mnist.load_data() gives them
+  DIR/labels.csv               file, label, class_name, classifier_label,
+                               classifier_confidence
+  DIR/manifest.json            source run, labelling, counts, quality
+
+The folder is built beside DIR in a temporary folder and renamed into place,
+so it is complete or absent. A non-empty DIR is replaced only with --overwrite,
+and only when it is an earlier export (its manifest.json says so).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import csv
+import dataclasses
+import io
+import json
+import os
+import shutil
+import tempfile
+import time
+from typing import Any, Callable
+
+import jax
+import numpy as np
+from PIL import Image
+
+from gan_jax import datasets, errors, files, images, input_pipeline, quality, train, trainer
+from gan_jax.config import Config
+
+Log = Callable[[str], None]
+
+FORMAT = 'gan_jax-export'   # manifest.json's 'format': marks a folder gan_jax wrote.
+FORMAT_VERSION = 1
+MANIFEST = 'manifest.json'
+SPLIT = 'train'
+MAX_DRAWS = 20              # --min_confidence: give up after drawing 20x --num_samples.
+PNG_WORKERS = 4             # PNG encoding releases the GIL: threads overlap it with I/O.
+PNG_COMPRESS_LEVEL = 1      # ~2x faster than the default level on 28x28 digits.
+MEMORISATION_SAMPLE = 1000  # Generated and test images measured against every training image.
+_STREAM = 0x45585054        # Folded into the sample key: export noise is its own stream.
+
+
+class ExportError(errors.GanJaxError):
+  """An export cannot be written; nothing was."""
+
+
+@dataclasses.dataclass
+class Drawn:
+  """The images of an export and how their labels were decided."""
+  images: np.ndarray        # (N, 28, 28, 1) in [-1, 1]
+  labels: np.ndarray        # (N,) the dataset's labels
+  probs: np.ndarray         # (N, K) the classifier's class probabilities
+  features: np.ndarray      # (N, D) its features
+  generated: int            # images drawn to get N (more than N with --min_confidence)
+
+  @property
+  def clf_labels(self) -> np.ndarray:
+    return self.probs.argmax(1)
+
+  @property
+  def confidences(self) -> np.ndarray:
+    return self.probs.max(1)
+
+
+def is_export(folder: str) -> bool:
+  """True when `folder` holds an export's manifest (gan_jax wrote it)."""
+  try:
+    with open(os.path.join(folder, MANIFEST)) as f:
+      return json.load(f).get('format') == FORMAT
+  except (OSError, ValueError, AttributeError):
+    return False
+
+
+def destination(config: Config) -> str:
+  """The export folder, checked before anything is computed or written.
+
+  Raises:
+    ExportError: it is a file, or a non-empty folder without --overwrite, or a
+      non-empty folder that is not an earlier export, or its parent is not writable.
+  """
+  dest = os.path.abspath(config.export_dir or os.path.join(config.workdir, 'export'))
+  if os.path.exists(dest) and not os.path.isdir(dest):
+    raise ExportError(f'--export_dir={dest} is a file; choose a folder')
+  if os.path.isdir(dest) and os.listdir(dest):
+    if not config.overwrite:
+      raise ExportError(f'--export_dir={dest} exists and is not empty; pass --overwrite '
+                        'to replace an earlier export there, or choose another folder')
+    if not is_export(dest):
+      raise ExportError(f'--export_dir={dest} holds files that are not an export of '
+                        f'gan_jax (no {MANIFEST} of one); --overwrite only replaces an '
+                        'earlier export, so choose another folder')
+  parent = os.path.dirname(dest)
+  while not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  try:
+    with tempfile.TemporaryFile(dir=parent):
+      pass
+  except OSError as e:
+    raise ExportError(f'--export_dir={dest}: cannot write in {parent} ({e.strerror}); '
+                      'choose a folder you can write to') from None
+  return dest
+
+
+def _check_labelling(config: Config, run_config: Config) -> None:
+  if config.min_confidence and run_config.conditional:
+    raise ExportError(f'--min_confidence={config.min_confidence}: the run in '
+                      f'{config.workdir} is conditional, so its images are labelled with '
+                      'the class they were drawn for; drop --min_confidence')
+
+
+def draw(state: train.GANState, run_config: Config, config: Config, classifier
+         ) -> Drawn:
+  """Generates and labels `config.num_samples` images, deterministically for
+  `config.seed`: a conditional run's the requested classes (balanced, or all
+  `config.label`), an unconditional run's labelled by the classifier, keeping
+  those at least `config.min_confidence` sure (drawing more until N are kept).
+
+  Raises:
+    ExportError: fewer than N of MAX_DRAWS * N drawn images were sure enough.
+  """
+  n = config.num_samples
+  key = jax.random.fold_in(trainer._keys(config.seed)['sample'], _STREAM)
+  if run_config.conditional:
+    labels = (np.full(n, config.label) if config.label is not None
+              else np.arange(n) % datasets.NUM_CLASSES)
+    imgs = train.generate(state, train.sample_noise(key, n, run_config.noise_dim), labels)
+    feats, probs = classifier.features_and_probs(imgs)
+    return Drawn(imgs, labels.astype(np.int64), probs, feats, n)
+  kept: list[tuple[np.ndarray, ...]] = []
+  count, generated = 0, 0
+  for round_ in range(MAX_DRAWS):
+    z = train.sample_noise(jax.random.fold_in(key, round_), n, run_config.noise_dim)
+    imgs = train.generate(state, z)
+    feats, probs = classifier.features_and_probs(imgs)
+    sure = np.flatnonzero(probs.max(1) >= config.min_confidence)[:n - count]
+    # Images after the last one kept were never needed: not counted as drawn.
+    generated += (sure[-1] + 1 if count + len(sure) == n else len(imgs))
+    kept.append((imgs[sure], feats[sure], probs[sure]))
+    count += len(sure)
+    if count == n:
+      imgs, feats, probs = (np.concatenate(parts) for parts in zip(*kept))
+      return Drawn(imgs, probs.argmax(1), probs, feats, int(generated))
+  raise ExportError(
+      f'--min_confidence={config.min_confidence}: only {count:,} of {generated:,} images '
+      f'drawn were that sure, fewer than --num_samples={n:,}; lower --min_confidence')
+
+
+def _encode_png(image: np.ndarray) -> bytes:
+  buf = io.BytesIO()
+  Image.fromarray(image).save(buf, format='PNG', compress_level=PNG_COMPRESS_LEVEL)
+  return buf.getvalue()
+
+
+def file_names(labels: np.ndarray) -> list[str]:
+  """`train/<label>/NNNNN.png` per image, numbered in image order."""
+  digits = max(5, len(str(len(labels) - 1)))
+  return [f'{SPLIT}/{int(label)}/{i:0{digits}d}.png' for i, label in enumerate(labels)]
+
+
+def write_pngs(root: str, pixels: np.ndarray, names: list[str]) -> None:
+  """Writes uint8 images (N, 28, 28) as PNGs under `root`, with every class
+  folder present (so each loader numbers the classes 0-9 even when one is empty)."""
+  for c in range(datasets.NUM_CLASSES):
+    os.makedirs(os.path.join(root, SPLIT, str(c)), exist_ok=True)
+
+  def write(i: int) -> None:
+    with open(os.path.join(root, names[i]), 'wb') as f:
+      f.write(_encode_png(pixels[i]))
+  with concurrent.futures.ThreadPoolExecutor(PNG_WORKERS) as pool:
+    list(pool.map(write, range(len(names)), chunksize=256))
+
+
+def _labels_csv(drawn: Drawn, names: list[str], class_names: list[str]) -> str:
+  buf = io.StringIO()
+  writer = csv.writer(buf, lineterminator='\n')
+  writer.writerow(['file', 'label', 'class_name', 'classifier_label',
+                   'classifier_confidence'])
+  for name, label, clf_label, conf in zip(names, drawn.labels, drawn.clf_labels,
+                                          drawn.confidences):
+    writer.writerow([name, int(label), class_names[label], int(clf_label), f'{conf:.4f}'])
+  return buf.getvalue()
+
+
+def write_folder(folder: str, drawn: Drawn, class_names: list[str],
+                 manifest: dict[str, Any]) -> None:
+  """Writes every file of an export into `folder` (the manifest last)."""
+  pixels = images.to_uint8(drawn.images)[..., 0]
+  names = file_names(drawn.labels)
+  write_pngs(folder, pixels, names)
+  with open(os.path.join(folder, 'data.npz'), 'wb') as f:
+    np.savez_compressed(f, x=pixels, y=drawn.labels.astype(np.uint8))
+  with open(os.path.join(folder, 'labels.csv'), 'w') as f:
+    f.write(_labels_csv(drawn, names, class_names))
+  files.write_json(os.path.join(folder, MANIFEST), manifest)
+
+
+def install(tmp: str, dest: str) -> None:
+  """Puts the finished folder `tmp` at `dest`; an earlier export there is
+  replaced (moved aside first, so a failure leaves one of the two whole)."""
+  old = None
+  if os.path.isdir(dest) and os.listdir(dest):
+    old = tempfile.mkdtemp(dir=os.path.dirname(dest), prefix='.export-old-')
+    os.replace(dest, os.path.join(old, 'export'))
+  elif os.path.isdir(dest):
+    os.rmdir(dest)
+  os.replace(tmp, dest)
+  if old:
+    shutil.rmtree(old)
+
+
+def set_quality(drawn: Drawn, stored, run_config: Config, data_dir: str) -> dict[str, Any]:
+  """FD, IS, precision, recall and the memorisation ratio of the exported set
+  (per-class FD too when the labels were requested)."""
+  train_split = input_pipeline.load_split(run_config.dataset, 'train', data_dir)
+  test = input_pipeline.load_split(run_config.dataset, 'test', data_dir,
+                                   limit=MEMORISATION_SAMPLE)
+  train_feats = stored.classifier.features(train_split.images)
+  real = quality.real_features(train_feats, train_split.labels)
+  mu, sigma = quality.feature_stats(drawn.features)
+  scored = slice(0, quality.REAL_SAMPLE)
+  precision, recall = quality.precision_recall(real.sample, drawn.features[scored])
+  out = {'fd': quality.frechet_distance(mu, sigma, stored.reference.mu,
+                                        stored.reference.sigma),
+         'is': quality.inception_score(drawn.probs),
+         'precision': precision, 'recall': recall,
+         'precision_recall_images': len(drawn.features[scored]),
+         'memorisation_ratio': quality.memorisation_ratio(
+             drawn.features[:MEMORISATION_SAMPLE], stored.classifier.features(test.images),
+             train_feats),
+         'memorisation_images': min(len(drawn.features), MEMORISATION_SAMPLE),
+         'training_images': len(train_feats)}
+  if run_config.conditional and len(drawn.labels) > 1:
+    out['fd_per_class'] = quality.per_class_fd(drawn.features, drawn.labels, real)
+  return out
+
+
+def _manifest(config: Config, run_config: Config, epoch: int, drawn: Drawn, stored,
+              quality_figures: dict[str, Any], cas: dict[str, Any] | None) -> dict[str, Any]:
+  class_names = list(datasets.CLASS_NAMES[datasets.canonical_name(run_config.dataset)])
+  counts = np.bincount(drawn.labels, minlength=datasets.NUM_CLASSES)
+  how = ('the class the conditional generator was asked for'
+         + (f' (all {config.label})' if config.label is not None else ', balanced')
+         if run_config.conditional else "the domain classifier's most probable class"
+         + (f', images below confidence {config.min_confidence} dropped'
+            if config.min_confidence else ''))
+  return {
+      'format': FORMAT, 'format_version': FORMAT_VERSION,
+      'num_images': len(drawn.labels), 'image_shape': [28, 28], 'dtype': 'uint8',
+      'dataset': datasets.canonical_name(run_config.dataset), 'class_names': class_names,
+      'counts': {str(c): int(counts[c]) for c in range(datasets.NUM_CLASSES)},
+      'source': {'workdir': os.path.abspath(config.workdir), 'checkpoint_epoch': epoch,
+                 'config': run_config.__dict__},
+      'classifier': stored.describe(),
+      'seed': config.seed,
+      'labels': {'method': how, 'min_confidence': config.min_confidence,
+                 'generated': drawn.generated,
+                 'dropped': drawn.generated - len(drawn.labels),
+                 'classifier_agreement': float(np.mean(drawn.labels == drawn.clf_labels))},
+      'quality': quality_figures,
+      'cas': cas,
+      'created': {'jax': jax.__version__, 'git_commit': trainer._git_commit()},
+  }
+
+
+def export_from_run(config: Config, log: Log = print) -> dict[str, Any]:
+  """Writes `config.num_samples` labelled images of the run in `config.workdir`
+  as a dataset in `config.export_dir`; returns the manifest.
+
+  Raises:
+    ExportError, trainer.RunError: bad destination, no checkpoint, a flag that
+      does not fit the run; nothing is written.
+  """
+  t0 = time.time()
+  dest = destination(config)
+  state, run_config, epoch = trainer.load_latest_run(config)
+  _check_labelling(config, run_config)
+  data_dir = input_pipeline.resolve_data_dir(config.data_dir or run_config.data_dir)
+  from gan_jax import classifier_store
+  stored = classifier_store.load_or_train(run_config.dataset, data_dir,
+                                          config.classifier_dir, progress=config.progress,
+                                          log=log)
+  drawn = draw(state, run_config, config, stored.classifier)
+  figures = set_quality(drawn, stored, run_config, data_dir)
+  cas = _cas(config, run_config, drawn, data_dir, log)
+  manifest = _manifest(config, run_config, epoch, drawn, stored, figures, cas)
+  os.makedirs(os.path.dirname(dest), exist_ok=True)
+  tmp = tempfile.mkdtemp(dir=os.path.dirname(dest), prefix='.export-tmp-')
+  try:
+    write_folder(tmp, drawn, manifest['class_names'], manifest)
+    install(tmp, dest)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
+  _print_summary(dest, manifest, time.time() - t0, log)
+  return manifest
+
+
+def _cas(config: Config, run_config: Config, drawn: Drawn, data_dir: str,
+         log: Log) -> dict[str, Any] | None:
+  """The Classification Accuracy Score of the set (None with --cas=false)."""
+  if not config.cas:
+    return None
+  from gan_jax import cas
+  return cas.score(run_config.dataset, drawn.images, drawn.labels, data_dir, log=log)
+
+
+def _print_summary(dest: str, manifest: dict[str, Any], seconds: float, log: Log) -> None:
+  q, labels = manifest['quality'], manifest['labels']
+  counts = ' '.join(f'{c}:{n}' for c, n in manifest['counts'].items())
+  log(f'Exported {manifest["num_images"]:,} images of epoch '
+      f'{manifest["source"]["checkpoint_epoch"]} to {dest} in {seconds:.1f}s')
+  log(f'  labels: {labels["method"]}; per class {counts}'
+      + (f'; {labels["dropped"]:,} of {labels["generated"]:,} drawn dropped'
+         if labels['dropped'] else ''))
+  log(f'  quality: FD {q["fd"]:.2f} | precision {q["precision"]:.3f} | recall '
+      f'{q["recall"]:.3f} | memorisation ratio {q["memorisation_ratio"]:.2f} '
+      '(about 1: no copies of training images)')
+  if manifest['cas']:
+    c = manifest['cas']
+    log(f'  CAS: {c["cas"]:.2%} on real test images (the same CNN trained on '
+        f'{c["images"]:,} real images: {c["cas_real"]:.2%})')
