@@ -216,6 +216,9 @@ def main(argv: list[str]) -> None:
   if FLAGS.label is not None and FLAGS.mode not in ('sample', 'export'):
     _fail(f'--label={FLAGS.label} picks the class of --mode=sample images; to train a GAN '
           'that takes a label, pass --conditional (then sample with --mode=sample --label=N)')
+  for name in ('export_dir', 'min_confidence', 'cas'):
+    if FLAGS[name].present and FLAGS.mode != 'export':
+      _fail(f'--{name} is a setting of --mode=export; add --mode=export or drop it')
   _check_distributed_flags()
   if FLAGS.data_dir and not os.path.isdir(FLAGS.data_dir):
     _fail(f'--data_dir={FLAGS.data_dir} does not exist or is not a folder; point it at the '

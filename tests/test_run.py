@@ -58,6 +58,11 @@ BAD_FLAGS = [
     (['--mode=sample', '--label=10'], '--label'),
     (['--mode=sample', '--label=-1'], '--label'),
     (['--label=3'], '--label'),
+    (['--mode=export', '--min_confidence=2'], '--min_confidence'),
+    (['--mode=export', '--min_confidence=-0.1'], '--min_confidence'),
+    (['--mode=export', '--num_samples=0'], '--num_samples'),
+    (['--min_confidence=0.5'], '--min_confidence'),
+    (['--export_dir=x'], '--export_dir'),
 ]
 
 
@@ -80,7 +85,8 @@ def test_help_lists_every_flag_with_its_default(tmp_path):
   for flag in ('dataset', 'epochs', 'batch_size', 'noise_dim', 'learning_rate',
                'save_interval', 'arch', 'seed', 'workdir', 'data_dir', 'beta1', 'dtype',
                'ema_decay', 'label_smoothing', 'mode', 'num_samples', 'sample_dir', 'interactive', 'overwrite',
-               'conditional', 'class_loss_weight', 'label'):
+               'conditional', 'class_loss_weight', 'label', 'export_dir', 'min_confidence',
+               'cas'):
     assert f'--{flag}' in text or f'--[no]{flag}' in text, flag
   assert "(default: '30')" in text and "(default: '0.0004')" in text
 
@@ -134,6 +140,17 @@ def test_sample_mode_without_a_checkpoint(tmp_path):
 
 
 @pytest.mark.slow
+def test_export_without_a_checkpoint_writes_nothing(tmp_path):
+  export_dir = tmp_path / 'set'
+  result = _run(['--mode=export', f'--workdir={tmp_path / "run"}',
+                 f'--export_dir={export_dir}'], cwd=tmp_path)
+  assert result.returncode == 2
+  assert [l for l in result.stderr.splitlines() if l.startswith('error:')] == [
+      result.stderr.strip()], result.stderr
+  assert 'no checkpoint' in result.stderr
+  assert not export_dir.exists() and not (tmp_path / 'run').exists()
+
+
 def test_label_is_refused_out_of_range_in_training_and_on_an_unconditional_run(
     tmp_path, classifier_dir):
   workdir = tmp_path / 'run'
