@@ -99,8 +99,8 @@ def plot_losses(records: Sequence[Mapping[str, Any]], path: str) -> None:
 
 def plot_quality(records: Sequence[Mapping[str, Any]],
                  reference: Mapping[str, Any] | None, path: str) -> None:
-  """Plots FD (left) and IS (right) over the evaluated epochs, and the label
-  agreement of a conditional run (a third panel).
+  """Plots FD (left) and IS (right) over the evaluated epochs, the label
+  agreement of a conditional run, and precision and recall when measured.
 
   Args:
     records: `metrics.jsonl` records; epochs without `fd`/`is` are skipped.
@@ -115,6 +115,9 @@ def plot_quality(records: Sequence[Mapping[str, Any]],
             ('is', 'Inception score (higher is better)', 'tab:purple')]
   if any('label_agreement' in r for r in records):  # A conditional run.
     panels.append(('label_agreement', 'Label agreement (higher is better)', 'tab:green'))
+  if any('precision' in r for r in records):  # Fidelity and diversity.
+    panels += [('precision', 'Precision: fidelity (higher is better)', 'tab:blue'),
+               ('recall', 'Recall: diversity (higher is better)', 'tab:orange')]
   fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
   for ax, (key, title, color) in zip(axes, panels):
     points = [(r['epoch'], _num(r.get(key))) for r in records]

@@ -221,6 +221,15 @@ class _Evaluator:
     self.classifier = self.stored.classifier
     self.reference_stats = self.stored.reference
     self.reference = self.reference_stats.summary()  # Scalars, for JSON and plots.
+    self.real = None  # quality.RealFeatures, once `use_training_data` has run.
+
+  def use_training_data(self, data: input_pipeline.Split) -> None:
+    """Classifier features of the real training images: precision, recall and
+    per-class FD at every evaluation, the memorisation check at the end."""
+    from gan_jax import quality
+    self.train_images = data.images
+    self.train_features = self.classifier.features(data.images)
+    self.real = quality.real_features(self.train_features, data.labels)
 
   def quality(self, state: train.GANState, key: jax.Array, n: int) -> dict[str, float]:
     """FD, IS, ... of n new images; a conditional GAN's are asked for the
@@ -229,7 +238,7 @@ class _Evaluator:
     z = train.sample_noise(key, n, state.noise_dim)
     labels = np.arange(n) % state.num_classes if state.num_classes else None
     return quality.evaluate(self.classifier, train.generate(state, z, labels),
-                            self.reference_stats, requested_labels=labels)
+                            self.reference_stats, requested_labels=labels, real=self.real)
 
 
 def class_rows(config: Config, columns: int) -> np.ndarray | None:
@@ -370,6 +379,8 @@ def train_and_evaluate(config: Config, log: Log = print) -> dict[str, Any]:
   config = config.replace(data_dir=input_pipeline.resolve_data_dir(config.data_dir))
   data = _load_training_data(config)
   evaluator = _Evaluator(config, log)
+  if multihost.is_main():  # Only process 0 evaluates.
+    evaluator.use_training_data(data)
   prepare_workdir(config, log)
   workdir = os.path.abspath(config.workdir)
   with _cleaned_up_on_failure(workdir):
@@ -518,10 +529,24 @@ def _save_epoch_outputs(config: Config, epoch: int, progress: _Progress,
                if 'label_agreement' in q else '')
   write(f'  quality at epoch {epoch}: FD {q["fd"]:.2f} | IS {q["is"]:.2f} '
         f'(real {evaluator.reference["is"]:.2f}) | classes {q["classes_covered"]}/10 '
-        f'| confidence {q["mean_confidence"]:.2f}{agreement} | {time.time() - t_eval:.1f}s')
+        f'| confidence {q["mean_confidence"]:.2f}{agreement}{_fidelity_text(q, config)} '
+        f'| {time.time() - t_eval:.1f}s')
   if tb:
     tb.image(epoch, 'samples', images.sample_grid(grid_images, side, side, scale=2))
   return q
+
+
+def _fidelity_text(q: dict[str, Any], config: Config) -> str:
+  """The quality line's precision, recall and worst class (conditional runs)."""
+  from gan_jax.quality import METRIC_LABELS as L
+  if 'precision' not in q:
+    return ''
+  text = f' | {L["precision"]} {q["precision"]:.2f} | {L["recall"]} {q["recall"]:.2f}'
+  if q.get('worst_class') is not None:
+    c = q['worst_class']
+    name = datasets.CLASS_NAMES[datasets.canonical_name(config.dataset)][c]
+    text += f' | {L["worst_class"]} {name} (FD {q["fd_per_class"][c]:.1f})'
+  return text
 
 
 def _write_plots(workdir: str, history: list[dict[str, Any]],
@@ -544,6 +569,7 @@ def _final_outputs(config: Config, workdir: str, state: train.GANState,
   final = train.generate(state, z, class_rows(config, FINAL_IMAGES // datasets.NUM_CLASSES))
   names = images.save_images(out, final)
   images.save_grid(os.path.join(out, 'final_grid.png'), final, 10, 10)
+  extra = _final_checks(config, out, final, keys, state, evaluator, log)
   label_report = labels.label_report(evaluator.classifier, final, names)
   labels.write_label_outputs(label_report, out, final)
   log('Labels of the 100 final images (domain classifier):')
@@ -557,14 +583,52 @@ def _final_outputs(config: Config, workdir: str, state: train.GANState,
       'epochs': config.epochs,
       'final': {k: last.get(k) for k in ('epoch', 'fd', 'is', 'label_entropy',
                                           'classes_covered', 'mean_confidence')
-                + (('label_agreement',) if config.conditional else ())},
+                + (('label_agreement',) if config.conditional else ())
+                + ('precision', 'recall')
+                + (('fd_per_class', 'worst_class') if config.conditional else ())},
       'reference': evaluator.reference,
       'classifier': evaluator.stored.describe(),
       'classifier_accuracy': evaluator.stored.test_accuracy,
       'label_counts': dict(zip(class_names, counts)),
-      'quality_curve': [{k: r[k] for k in ('epoch', 'fd', 'is', 'label_agreement') if k in r}
+      'quality_curve': [{k: r[k] for k in ('epoch', 'fd', 'is', 'label_agreement',
+                                           'precision', 'recall') if k in r}
                         for r in evaluated],
+      **extra,
   }
+
+
+# Generated images of the final checks: memorisation, and a conditional run's CAS.
+MEMORISATION_IMAGES = 1000
+CAS_IMAGES = 10_000
+
+
+def _final_checks(config: Config, out: str, final: np.ndarray, keys: dict[str, jax.Array],
+                  state: train.GANState, evaluator: _Evaluator, log: Log) -> dict[str, Any]:
+  """The memorisation check (nearest_train.png and its ratio) and, for a
+  conditional run, the CAS of CAS_IMAGES images; {} without training features."""
+  from gan_jax import cas, memorisation
+  if evaluator.real is None:
+    return {}
+  key = jax.random.fold_in(keys['final'], 1)
+  n = CAS_IMAGES if config.conditional else MEMORISATION_IMAGES
+  requested = np.arange(n) % datasets.NUM_CLASSES if config.conditional else None
+  generated = train.generate(state, train.sample_noise(key, n, config.noise_dim), requested)
+  test = input_pipeline.load_split(config.dataset, 'test', config.data_dir,
+                                   limit=MEMORISATION_IMAGES)
+  final_features = evaluator.classifier.features(final)
+  memorisation.save_nearest_grid(os.path.join(out, 'nearest_train.png'), final,
+                                 final_features, evaluator.train_images,
+                                 evaluator.train_features)
+  checks = memorisation.check(
+      evaluator.classifier.features(generated[:MEMORISATION_IMAGES]),
+      evaluator.classifier.features(test.images), evaluator.train_features)
+  log(f'Memorisation ratio {checks["memorisation_ratio"]:.2f} (about 1: no copies of '
+      'training images; nearest_train.png shows the nearest ones)')
+  if config.conditional:
+    checks['cas'] = cas.score(config.dataset, generated, requested, config.data_dir, log=log)
+    log(f'CAS {checks["cas"]["cas"]:.2%} on the real test split (the same CNN trained on '
+        f'{checks["cas"]["real_images"]:,} real images: {checks["cas"]["cas_real"]:.2%})')
+  return checks
 
 
 def _print_summary(workdir: str, report: dict[str, Any], log: Log) -> None:

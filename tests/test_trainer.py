@@ -48,6 +48,16 @@ def test_a_run_writes_every_output(tmp_path, mock_data_dir, classifier_dir):
   lines = []
   config = _config(tmp_path, mock_data_dir, classifier_dir)
   report = trainer.train_and_evaluate(config, log=lines.append)
+  # Fidelity and diversity at every evaluation, and the memorisation check.
+  for key in ('precision', 'recall'):
+    assert 0 <= report['final'][key] <= 1
+    assert all(key in r for r in files.read_jsonl(os.path.join(config.workdir,
+                                                                'metrics.jsonl')))
+  assert any('| precision ' in line and '| recall ' in line for line in lines), lines
+  assert report['memorisation_ratio'] > 0.3, report  # Random-ish images copy nothing.
+  assert 'cas' not in report  # Only conditional runs measure it.
+  assert Image.open(os.path.join(config.workdir, 'final_generated_images',
+                                 'nearest_train.png')).size[0] > 4 * 28
   workdir = config.workdir
   epoch_lines = [l for l in lines if l.startswith('Epoch ')]
   assert len(epoch_lines) == 2
@@ -198,10 +208,20 @@ def test_sample_mode_writes_n_images_deterministically(tmp_path, mock_data_dir, 
 
 
 def test_conditional_run_grids_a_class_per_row_and_samples_a_requested_class(
-    tmp_path, mock_data_dir, classifier_dir):
+    tmp_path, mock_data_dir, classifier_dir, monkeypatch):
+  monkeypatch.setattr(trainer, 'CAS_IMAGES', 500)  # The CAS of 10,000 takes a minute.
   config = _config(tmp_path, mock_data_dir, classifier_dir, conditional=True, epochs=1)
-  report = trainer.train_and_evaluate(config, log=_quiet)
+  lines = []
+  report = trainer.train_and_evaluate(config, log=lines.append)
   assert 0.0 <= report['final']['label_agreement'] <= 1.0
+  # Fidelity per class: the worst one is named on the quality line and in the report.
+  final = report['final']
+  assert len(final['fd_per_class']) == 10 and 0 <= final['worst_class'] < 10
+  assert final['fd_per_class'][final['worst_class']] == max(
+      v for v in final['fd_per_class'] if v is not None)
+  assert any('| worst class ' in line for line in lines), lines
+  cas = report['cas']
+  assert cas['images'] == 500 and 0 <= cas['cas'] <= 1 and 0 <= cas['cas_real'] <= 1
   assert 'label_agreement' in files.read_jsonl(
       os.path.join(config.workdir, 'metrics.jsonl'))[-1]
   grid = Image.open(os.path.join(config.workdir, 'generated_samples', 'epoch_01.png'))
