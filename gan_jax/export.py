@@ -9,6 +9,8 @@ without gan_jax loads.
                                keras.datasets.mnist.load_data() gives them
   DIR/labels.csv               file, label, class_name, classifier_label,
                                classifier_confidence
+  DIR/generator.jax            the generator, serialized with jax.export for
+                               cpu, cuda and tpu (gan_jax.serialize)
   DIR/manifest.json            source run, labelling, counts, quality
 
 The folder is built beside DIR in a temporary folder and renamed into place,
@@ -33,7 +35,8 @@ import jax
 import numpy as np
 from PIL import Image
 
-from gan_jax import datasets, errors, files, images, input_pipeline, quality, train, trainer
+from gan_jax import (datasets, errors, files, images, input_pipeline, quality, serialize,
+                     train, trainer)
 from gan_jax.config import Config
 
 Log = Callable[[str], None]
@@ -191,7 +194,7 @@ def _labels_csv(drawn: Drawn, names: list[str], class_names: list[str]) -> str:
 
 
 def write_folder(folder: str, drawn: Drawn, class_names: list[str],
-                 manifest: dict[str, Any]) -> None:
+                 manifest: dict[str, Any], generator: bytes) -> None:
   """Writes every file of an export into `folder` (the manifest last)."""
   pixels = images.to_uint8(drawn.images)[..., 0]
   names = file_names(drawn.labels)
@@ -200,6 +203,8 @@ def write_folder(folder: str, drawn: Drawn, class_names: list[str],
     np.savez_compressed(f, x=pixels, y=drawn.labels.astype(np.uint8))
   with open(os.path.join(folder, 'labels.csv'), 'w') as f:
     f.write(_labels_csv(drawn, names, class_names))
+  with open(os.path.join(folder, serialize.FILE), 'wb') as f:
+    f.write(generator)
   files.write_json(os.path.join(folder, MANIFEST), manifest)
 
 
@@ -292,10 +297,12 @@ def export_from_run(config: Config, log: Log = print) -> dict[str, Any]:
   figures = set_quality(drawn, stored, run_config, data_dir)
   cas = _cas(config, run_config, drawn, data_dir, log)
   manifest = _manifest(config, run_config, epoch, drawn, stored, figures, cas)
+  exported = serialize.export_generator(state)
+  manifest['generator'] = serialize.describe(exported)
   os.makedirs(os.path.dirname(dest), exist_ok=True)
   tmp = tempfile.mkdtemp(dir=os.path.dirname(dest), prefix='.export-tmp-')
   try:
-    write_folder(tmp, drawn, manifest['class_names'], manifest)
+    write_folder(tmp, drawn, manifest['class_names'], manifest, exported.serialize())
     install(tmp, dest)
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)

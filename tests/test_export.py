@@ -96,6 +96,8 @@ def test_conditional_export_loads_in_tfds_and_numpy_with_the_right_labels(runs, 
   assert manifest['source']['checkpoint_epoch'] == 1 and manifest['seed'] == 3
   assert set(manifest['quality']) >= {'fd', 'is', 'precision', 'recall',
                                       'memorisation_ratio', 'fd_per_class'}
+  assert manifest['generator']['platforms'] == ['cpu', 'cuda', 'tpu']
+  assert (dest / 'generator.jax').stat().st_size > 0  # Loaded in tests/test_serialize.py.
   with open(dest / 'manifest.json') as f:
     assert json.load(f) == json.loads(json.dumps(manifest))
   assert not [n for n in os.listdir(tmp_path) if n.startswith('.export')]
