@@ -124,3 +124,68 @@ def test_label_agreement_is_the_share_of_images_classified_as_requested():
   assert 'label_agreement' not in quality.evaluate(_KnownAnswers(), images, reference)
   with pytest.raises(ValueError, match='one requested label per image'):
     quality.label_agreement(probs, requested[:5])
+
+
+def _two_clusters(rng, n, dim=16, gap=50.0):
+  return np.concatenate([rng.normal(size=(n // 2, dim)),
+                         rng.normal(size=(n - n // 2, dim)) + gap]).astype(np.float32)
+
+
+def test_precision_and_recall_of_identical_far_apart_and_half_covering_sets():
+  rng = np.random.default_rng(0)
+  real = rng.normal(size=(600, 16)).astype(np.float32)
+  assert quality.precision_recall(real, real) == (1.0, 1.0)
+  assert quality.precision_recall(real, real + 100) == (0.0, 0.0)
+  both = _two_clusters(rng, 600)
+  half = both[:300] + 0.01 * rng.normal(size=(300, 16)).astype(np.float32)
+  precision, recall = quality.precision_recall(both, half)
+  assert precision == pytest.approx(1.0, abs=0.02)  # Every fake image is realistic...
+  assert recall == pytest.approx(0.5, abs=0.03)     # ...but only half the real set is covered.
+
+
+def test_nearest_neighbours_agree_with_brute_force_across_blocks():
+  rng = np.random.default_rng(1)
+  points = rng.normal(size=(1500, 8)).astype(np.float32)  # More than one block of queries.
+  dists, idx = quality.nearest_neighbours(points, points, k=3, exclude_self=True)
+  brute = np.linalg.norm(points[:, None] - points[None], axis=-1)
+  np.fill_diagonal(brute, np.inf)
+  np.testing.assert_array_equal(idx, np.argsort(brute, axis=1)[:, :3])
+  np.testing.assert_allclose(dists, np.sort(brute, axis=1)[:, :3], rtol=1e-3, atol=1e-3)
+
+
+def test_memorisation_ratio_flags_copies_of_training_images_only():
+  rng = np.random.default_rng(2)
+  train = rng.normal(size=(3000, 16)).astype(np.float32)
+  test = rng.normal(size=(300, 16)).astype(np.float32)
+  copies = train[:300] + 1e-3 * rng.normal(size=(300, 16)).astype(np.float32)
+  fresh = rng.normal(size=(300, 16)).astype(np.float32)
+  assert quality.memorisation_ratio(copies, test, train) < 0.05
+  assert quality.memorisation_ratio(fresh, test, train) == pytest.approx(1.0, abs=0.1)
+
+
+def test_per_class_fd_names_the_class_that_is_off():
+  rng = np.random.default_rng(3)
+  labels = np.arange(2000) % 10
+  real = quality.real_features(rng.normal(size=(2000, 4)) + labels[:, None], labels)
+  fake = rng.normal(size=(2000, 4)) + labels[:, None] + 5.0 * (labels == 6)[:, None]
+  scores = quality.evaluate(_FixedFeatures(fake), np.zeros((2000, 28, 28)),
+                            _reference(real), requested_labels=labels, real=real)
+  assert scores['worst_class'] == 6 and len(scores['fd_per_class']) == 10
+  assert scores['fd_per_class'][6] > 10 * max(scores['fd_per_class'][:6])
+  assert 0.0 <= scores['precision'] <= 1.0 and 0.0 <= scores['recall'] <= 1.0
+
+
+class _FixedFeatures:
+  """A stand-in classifier whose features are given (probabilities uniform)."""
+
+  def __init__(self, features):
+    self._features = np.asarray(features, np.float32)
+
+  def features_and_probs(self, images):
+    return self._features, np.full((len(self._features), 10), 0.1)
+
+
+def _reference(real):
+  return quality.ReferenceStats(mu=real.class_mu.mean(0), sigma=np.eye(4),
+                                inception_score=1.0, label_entropy=0.0, classes_covered=10,
+                                mean_confidence=1.0, num_examples=1)
