@@ -57,13 +57,14 @@ def main(argv):
   for attempt in (1, 2):
     stages.clear()
     shutil.rmtree(dest, ignore_errors=True)
-    t0 = time.time()
+    t0, cpu0 = time.time(), time.process_time()
     export.export_from_run(config.replace(num_samples=FLAGS.num_samples, export_dir=dest,
                                           cas=False))
-    total = time.time() - t0
+    total, cpu = time.time() - t0, time.process_time() - cpu0
     parts = ', '.join(f'{k} {v:.1f}s' for k, v in stages.items())
-    print(f'attempt {attempt}: {FLAGS.num_samples:,} images in {total:.1f}s ({parts}; '
-          f'the rest: loading the run and the classifier)')
+    print(f'attempt {attempt}: {FLAGS.num_samples:,} images in {total:.1f}s wall, '
+          f'{cpu:.1f} CPU-s, load average {os.getloadavg()[0]:.1f} ({parts}; the rest: '
+          'loading the run and the classifier)')
 
 
 if __name__ == '__main__':

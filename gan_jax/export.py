@@ -27,13 +27,14 @@ import io
 import json
 import os
 import shutil
+import struct
 import tempfile
 import time
+import zlib
 from typing import Any, Callable
 
 import jax
 import numpy as np
-from PIL import Image
 
 from gan_jax import (datasets, errors, files, images, input_pipeline, quality, serialize,
                      train, trainer)
@@ -46,8 +47,8 @@ FORMAT_VERSION = 1
 MANIFEST = 'manifest.json'
 SPLIT = 'train'
 MAX_DRAWS = 20              # --min_confidence: give up after drawing 20x --num_samples.
-PNG_WORKERS = 4             # PNG encoding releases the GIL: threads overlap it with I/O.
-PNG_COMPRESS_LEVEL = 1      # ~2x faster than the default level on 28x28 digits.
+PNG_WORKERS = 8             # Creating 60,000 small files is I/O bound: threads overlap it.
+PNG_COMPRESS_LEVEL = 1      # zlib level: faster than the default, as small on 28x28 digits.
 MEMORISATION_SAMPLE = 1000  # Generated and test images measured against every training image.
 _STREAM = 0x45585054        # Folded into the sample key: export noise is its own stream.
 
@@ -157,10 +158,20 @@ def draw(state: train.GANState, run_config: Config, config: Config, classifier
       f'drawn were that sure, fewer than --num_samples={n:,}; lower --min_confidence')
 
 
-def _encode_png(image: np.ndarray) -> bytes:
-  buf = io.BytesIO()
-  Image.fromarray(image).save(buf, format='PNG', compress_level=PNG_COMPRESS_LEVEL)
-  return buf.getvalue()
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+  return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))
+
+
+def encode_png(image: np.ndarray) -> bytes:
+  """A grayscale uint8 (H, W) image as PNG bytes: the format's minimal form
+  (IHDR, one IDAT, IEND), 3x faster than Pillow's encoder for 28x28 images,
+  which matters when writing 60,000 of them. Deterministic."""
+  h, w = image.shape
+  rows = np.concatenate([np.zeros((h, 1), np.uint8), image], axis=1)  # Filter 0 per row.
+  return (b'\x89PNG\r\n\x1a\n'
+          + _png_chunk(b'IHDR', struct.pack('>IIBBBBB', w, h, 8, 0, 0, 0, 0))
+          + _png_chunk(b'IDAT', zlib.compress(rows.tobytes(), PNG_COMPRESS_LEVEL))
+          + _png_chunk(b'IEND', b''))
 
 
 def file_names(labels: np.ndarray) -> list[str]:
@@ -177,7 +188,7 @@ def write_pngs(root: str, pixels: np.ndarray, names: list[str]) -> None:
 
   def write(i: int) -> None:
     with open(os.path.join(root, names[i]), 'wb') as f:
-      f.write(_encode_png(pixels[i]))
+      f.write(encode_png(pixels[i]))
   with concurrent.futures.ThreadPoolExecutor(PNG_WORKERS) as pool:
     list(pool.map(write, range(len(names)), chunksize=256))
 
