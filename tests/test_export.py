@@ -161,3 +161,13 @@ def test_min_confidence_on_a_conditional_run_is_refused(runs, tmp_path):
     export.export_from_run(runs['conditional'].replace(
         export_dir=str(tmp_path / 'x'), min_confidence=0.5), log=_quiet)
   assert not (tmp_path / 'x').exists()
+
+
+def test_export_reports_the_cas_in_the_manifest_and_on_stdout(runs, tmp_path):
+  lines = []
+  manifest = export.export_from_run(runs['conditional'].replace(
+      num_samples=60, export_dir=str(tmp_path / 'set'), cas=True), log=lines.append)
+  cas = manifest['cas']
+  assert cas['images'] == 60 and cas['real_images'] == 60
+  assert 0 <= cas['cas'] <= 1 and 0 <= cas['cas_real'] <= 1
+  assert any(line.startswith('  CAS: ') for line in lines), lines
