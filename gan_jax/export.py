@@ -30,6 +30,7 @@ import shutil
 import struct
 import tempfile
 import time
+import zipfile
 import zlib
 from typing import Any, Callable
 
@@ -193,6 +194,18 @@ def write_pngs(root: str, pixels: np.ndarray, names: list[str]) -> None:
     list(pool.map(write, range(len(names)), chunksize=256))
 
 
+def write_npz(path: str, **arrays: np.ndarray) -> None:
+  """`np.savez_compressed`, but byte-identical for identical arrays (numpy
+  stamps each member with the current time; here it is a fixed date)."""
+  with zipfile.ZipFile(path, 'w', zipfile.ZIP_DEFLATED) as archive:
+    for name, array in arrays.items():
+      buf = io.BytesIO()
+      np.lib.format.write_array(buf, np.asarray(array), allow_pickle=False)
+      info = zipfile.ZipInfo(f'{name}.npy', date_time=(1980, 1, 1, 0, 0, 0))
+      info.compress_type = zipfile.ZIP_DEFLATED
+      archive.writestr(info, buf.getvalue())
+
+
 def _labels_csv(drawn: Drawn, names: list[str], class_names: list[str]) -> str:
   buf = io.StringIO()
   writer = csv.writer(buf, lineterminator='\n')
@@ -210,8 +223,7 @@ def write_folder(folder: str, drawn: Drawn, class_names: list[str],
   pixels = images.to_uint8(drawn.images)[..., 0]
   names = file_names(drawn.labels)
   write_pngs(folder, pixels, names)
-  with open(os.path.join(folder, 'data.npz'), 'wb') as f:
-    np.savez_compressed(f, x=pixels, y=drawn.labels.astype(np.uint8))
+  write_npz(os.path.join(folder, 'data.npz'), x=pixels, y=drawn.labels.astype(np.uint8))
   with open(os.path.join(folder, 'labels.csv'), 'w') as f:
     f.write(_labels_csv(drawn, names, class_names))
   with open(os.path.join(folder, serialize.FILE), 'wb') as f:
@@ -339,9 +351,10 @@ def _print_summary(dest: str, manifest: dict[str, Any], seconds: float, log: Log
   log(f'  labels: {labels["method"]}; per class {counts}'
       + (f'; {labels["dropped"]:,} of {labels["generated"]:,} drawn dropped'
          if labels['dropped'] else ''))
+  ratio = q['memorisation_ratio']
   log(f'  quality: FD {q["fd"]:.2f} | precision {q["precision"]:.3f} | recall '
-      f'{q["recall"]:.3f} | memorisation ratio {q["memorisation_ratio"]:.2f} '
-      '(about 1: no copies of training images)')
+      f'{q["recall"]:.3f} | memorisation ratio '
+      f'{"n/a" if ratio is None else f"{ratio:.2f}"} (about 1: no copies of training images)')
   if manifest['cas']:
     c = manifest['cas']
     log(f'  CAS: {c["cas"]:.2%} on real test images (the same CNN trained on '

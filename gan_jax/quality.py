@@ -391,10 +391,11 @@ def per_class_fd(features: np.ndarray, labels: np.ndarray, real: RealFeatures
 
 
 def memorisation_ratio(generated: np.ndarray, test: np.ndarray, train: np.ndarray
-                       ) -> float:
+                       ) -> float | None:
   """Median distance of generated images to their nearest training image over
   that of real test images: about 1 when nothing is copied, far below 1 when
-  generated images are (near) copies of training images. Features (n, D)."""
+  generated images are (near) copies of training images. Features (n, D).
+  None when the test images' median distance is 0 (they are training images)."""
   gen = np.median(nearest_neighbours(generated, train)[0])
   real = np.median(nearest_neighbours(test, train)[0])
-  return float(gen / real) if real > 0 else float('nan')
+  return float(gen / real) if real > 0 else None

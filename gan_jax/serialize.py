@@ -46,9 +46,16 @@ def export_generator(state: train.GANState, platforms: tuple[str, ...] = PLATFOR
     return apply_fn(variables, z, labels, train=False).astype(jnp.float32)
 
   (batch,) = jax.export.symbolic_shape('b')
-  return jax.export.export(jax.jit(generate), platforms=platforms)(
-      jax.ShapeDtypeStruct((batch, state.noise_dim), jnp.float32),
-      jax.ShapeDtypeStruct((batch,), jnp.int32))
+  # Without source locations: the file holds no local paths and is the same
+  # bytes for the same weights, wherever it was called from.
+  limit = jax.config.jax_traceback_in_locations_limit
+  jax.config.update('jax_traceback_in_locations_limit', 0)
+  try:
+    return jax.export.export(jax.jit(generate), platforms=platforms)(
+        jax.ShapeDtypeStruct((batch, state.noise_dim), jnp.float32),
+        jax.ShapeDtypeStruct((batch,), jnp.int32))
+  finally:
+    jax.config.update('jax_traceback_in_locations_limit', limit)
 
 
 def describe(exported: jax.export.Exported) -> dict[str, Any]:

@@ -622,8 +622,9 @@ def _final_checks(config: Config, out: str, final: np.ndarray, keys: dict[str, j
   checks = memorisation.check(
       evaluator.classifier.features(generated[:MEMORISATION_IMAGES]),
       evaluator.classifier.features(test.images), evaluator.train_features)
-  log(f'Memorisation ratio {checks["memorisation_ratio"]:.2f} (about 1: no copies of '
-      'training images; nearest_train.png shows the nearest ones)')
+  if checks['memorisation_ratio'] is not None:
+    log(f'Memorisation ratio {checks["memorisation_ratio"]:.2f} (about 1: no copies of '
+        'training images; nearest_train.png shows the nearest ones)')
   if config.conditional:
     checks['cas'] = cas.score(config.dataset, generated, requested, config.data_dir, log=log)
     log(f'CAS {checks["cas"]["cas"]:.2%} on the real test split (the same CNN trained on '
