@@ -217,9 +217,9 @@ def _labels_csv(drawn: Drawn, names: list[str], class_names: list[str]) -> str:
   return buf.getvalue()
 
 
-def write_folder(folder: str, drawn: Drawn, class_names: list[str],
-                 manifest: dict[str, Any], generator: bytes) -> None:
-  """Writes every file of an export into `folder` (the manifest last)."""
+def write_folder(folder: str, drawn: Drawn, class_names: list[str], generator: bytes
+                 ) -> None:
+  """Writes every file of an export into `folder` except the manifest."""
   pixels = images.to_uint8(drawn.images)[..., 0]
   names = file_names(drawn.labels)
   write_pngs(folder, pixels, names)
@@ -228,7 +228,6 @@ def write_folder(folder: str, drawn: Drawn, class_names: list[str],
     f.write(_labels_csv(drawn, names, class_names))
   with open(os.path.join(folder, serialize.FILE), 'wb') as f:
     f.write(generator)
-  files.write_json(os.path.join(folder, MANIFEST), manifest)
 
 
 def install(tmp: str, dest: str) -> None:
@@ -317,15 +316,21 @@ def export_from_run(config: Config, log: Log = print) -> dict[str, Any]:
                                           config.classifier_dir, progress=config.progress,
                                           log=log)
   drawn = draw(state, run_config, config, stored.classifier)
-  figures = set_quality(drawn, stored, run_config, data_dir)
-  cas = _cas(config, run_config, drawn, data_dir, log)
-  manifest = _manifest(config, run_config, epoch, drawn, stored, figures, cas)
-  exported = serialize.export_generator(state)
-  manifest['generator'] = serialize.describe(exported)
+  class_names = list(datasets.CLASS_NAMES[datasets.canonical_name(run_config.dataset)])
   os.makedirs(os.path.dirname(dest), exist_ok=True)
   tmp = tempfile.mkdtemp(dir=os.path.dirname(dest), prefix='.export-tmp-')
   try:
-    write_folder(tmp, drawn, manifest['class_names'], manifest, exported.serialize())
+    # The quality figures (mostly XLA) are computed while the files (mostly
+    # I/O) are written: the two overlap on a 2-core CPU.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+      figures = pool.submit(set_quality, drawn, stored, run_config, data_dir)
+      exported = serialize.export_generator(state)
+      write_folder(tmp, drawn, class_names, exported.serialize())
+      figures = figures.result()
+    cas = _cas(config, run_config, drawn, data_dir, log)
+    manifest = _manifest(config, run_config, epoch, drawn, stored, figures, cas)
+    manifest['generator'] = serialize.describe(exported)
+    files.write_json(os.path.join(tmp, MANIFEST), manifest)
     install(tmp, dest)
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
