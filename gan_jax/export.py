@@ -37,8 +37,8 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
-from gan_jax import (datasets, errors, files, images, input_pipeline, quality, serialize,
-                     train, trainer)
+from gan_jax import (datasets, errors, feature_cache, files, images, input_pipeline,
+                     quality, serialize, train, trainer)
 from gan_jax.config import Config
 
 Log = Callable[[str], None]
@@ -247,11 +247,11 @@ def install(tmp: str, dest: str) -> None:
 def set_quality(drawn: Drawn, stored, run_config: Config, data_dir: str) -> dict[str, Any]:
   """FD, IS, precision, recall and the memorisation ratio of the exported set
   (per-class FD too when the labels were requested)."""
-  train_split = input_pipeline.load_split(run_config.dataset, 'train', data_dir)
+  train_feats, train_labels = feature_cache.training_features(
+      stored.classifier, stored.meta['params_sha256'], run_config.dataset, data_dir)
   test = input_pipeline.load_split(run_config.dataset, 'test', data_dir,
                                    limit=MEMORISATION_SAMPLE)
-  train_feats = stored.classifier.features(train_split.images)
-  real = quality.real_features(train_feats, train_split.labels)
+  real = quality.real_features(train_feats, train_labels)
   mu, sigma = quality.feature_stats(drawn.features)
   scored = slice(0, quality.REAL_SAMPLE)
   precision, recall = quality.precision_recall(real.sample, drawn.features[scored])

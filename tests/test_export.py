@@ -32,6 +32,8 @@ def runs(tmp_path_factory):
   from mock_tfds import fake_datasets
   root = tmp_path_factory.mktemp('runs')
   cas_images, trainer.CAS_IMAGES = trainer.CAS_IMAGES, 200  # The run's own CAS: small.
+  cache, os.environ['XDG_CACHE_HOME'] = (os.environ.get('XDG_CACHE_HOME'),
+                                         str(root / 'cache'))  # Not the user's cache.
   with fake_datasets():
     out = {}
     for name in ('conditional', 'unconditional'):
@@ -44,6 +46,10 @@ def runs(tmp_path_factory):
       out[name] = config
     trainer.CAS_IMAGES = cas_images
     yield out
+  if cache is None:
+    del os.environ['XDG_CACHE_HOME']
+  else:
+    os.environ['XDG_CACHE_HOME'] = cache
 
 
 def _tree(folder):
@@ -173,3 +179,21 @@ def test_export_reports_the_cas_in_the_manifest_and_on_stdout(runs, tmp_path):
   assert cas['images'] == 60 and cas['real_images'] == 60
   assert 0 <= cas['cas'] <= 1 and 0 <= cas['cas_real'] <= 1
   assert any(line.startswith('  CAS: ') for line in lines), lines
+
+
+def test_training_features_are_cached_and_read_back(runs, tmp_path, monkeypatch):
+  from gan_jax import feature_cache, input_pipeline
+  monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path))
+  stored = classifier_store.load('mnist', classifier_store.shipped_dir('mnist'), shipped=True)
+  args = (stored.classifier, stored.meta['params_sha256'], 'mnist', '/nonexistent/mock_tfds')
+  from mock_tfds import fake_datasets
+  with fake_datasets():
+    features, labels = feature_cache.training_features(*args)
+    assert os.path.exists(feature_cache.cache_path('mnist', args[1], args[3]))
+
+    def no_loading(*_, **__):
+      raise AssertionError('the cached features were not used')
+    monkeypatch.setattr(input_pipeline, 'load_split', no_loading)
+    again, again_labels = feature_cache.training_features(*args)
+  np.testing.assert_array_equal(again, features)
+  np.testing.assert_array_equal(again_labels, labels)
