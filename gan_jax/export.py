@@ -252,12 +252,15 @@ def set_quality(drawn: Drawn, stored, run_config: Config, data_dir: str) -> dict
   test = input_pipeline.load_split(run_config.dataset, 'test', data_dir,
                                    limit=MEMORISATION_SAMPLE)
   real = quality.real_features(train_feats, train_labels)
-  mu, sigma = quality.feature_stats(drawn.features)
+  n = len(drawn.features)
+  fd = precision = recall = None  # A set too small to measure them has None.
+  if n >= 2:
+    mu, sigma = quality.feature_stats(drawn.features)
+    fd = quality.frechet_distance(mu, sigma, stored.reference.mu, stored.reference.sigma)
   scored = slice(0, quality.REAL_SAMPLE)
-  precision, recall = quality.precision_recall(real.sample, drawn.features[scored])
-  out = {'fd': quality.frechet_distance(mu, sigma, stored.reference.mu,
-                                        stored.reference.sigma),
-         'is': quality.inception_score(drawn.probs),
+  if n > quality.PR_NEIGHBOURS:
+    precision, recall = quality.precision_recall(real.sample, drawn.features[scored])
+  out = {'fd': fd, 'is': quality.inception_score(drawn.probs),
          'precision': precision, 'recall': recall,
          'precision_recall_images': len(drawn.features[scored]),
          'memorisation_ratio': quality.memorisation_ratio(
@@ -356,10 +359,11 @@ def _print_summary(dest: str, manifest: dict[str, Any], seconds: float, log: Log
   log(f'  labels: {labels["method"]}; per class {counts}'
       + (f'; {labels["dropped"]:,} of {labels["generated"]:,} drawn dropped'
          if labels['dropped'] else ''))
-  ratio = q['memorisation_ratio']
-  log(f'  quality: FD {q["fd"]:.2f} | precision {q["precision"]:.3f} | recall '
-      f'{q["recall"]:.3f} | memorisation ratio '
-      f'{"n/a" if ratio is None else f"{ratio:.2f}"} (about 1: no copies of training images)')
+  def show(key: str, digits: int) -> str:
+    return 'n/a' if q[key] is None else f'{q[key]:.{digits}f}'
+  log(f'  quality: FD {show("fd", 2)} | precision {show("precision", 3)} | recall '
+      f'{show("recall", 3)} | memorisation ratio {show("memorisation_ratio", 2)} '
+      '(about 1: no copies of training images)')
   if manifest['cas']:
     c = manifest['cas']
     log(f'  CAS: {c["cas"]:.2%} on real test images (the same CNN trained on '

@@ -164,6 +164,13 @@ def test_unconditional_export_labels_with_the_classifier_and_drops_unsure_images
   assert not (tmp_path / 'none').exists()
 
 
+def test_an_export_of_one_image_has_no_precision_but_is_written(runs, tmp_path):
+  manifest = export.export_from_run(runs['conditional'].replace(
+      num_samples=1, export_dir=str(tmp_path / 'one')), log=_quiet)
+  assert manifest['num_images'] == 1 and manifest['quality']['precision'] is None
+  assert np.load(tmp_path / 'one' / 'data.npz')['x'].shape == (1, 28, 28)
+
+
 def test_min_confidence_on_a_conditional_run_is_refused(runs, tmp_path):
   with pytest.raises(export.ExportError, match='conditional'):
     export.export_from_run(runs['conditional'].replace(
