@@ -222,14 +222,22 @@ class _Evaluator:
     self.reference_stats = self.stored.reference
     self.reference = self.reference_stats.summary()  # Scalars, for JSON and plots.
 
-  def quality(self, state: train.GANState, key: jax.Array, n: int) -> dict[str, float]:
-    """FD, IS, ... of n new images; a conditional GAN's are asked for the
-    classes in turn, and scored for label agreement too."""
+  def quality(self, state: train.GANState, key: jax.Array, n: int,
+              variables: dict[str, Any] | None = None) -> dict[str, float]:
+    """FD, IS, ... of n new images. A conditional GAN's are asked for every
+    class equally and generated one class at a time (single-class batches, as
+    ``--mode=sample --label=k`` makes them), and scored for label agreement."""
     from gan_jax import quality
-    z = train.sample_noise(key, n, state.noise_dim)
-    labels = np.arange(n) % state.num_classes if state.num_classes else None
-    return quality.evaluate(self.classifier, train.generate(state, z, labels),
-                            self.reference_stats, requested_labels=labels)
+    z = np.asarray(train.sample_noise(key, n, state.noise_dim))
+    if not state.num_classes:
+      generated, labels = train.generate(state, z, variables=variables), None
+    else:
+      labels = np.sort(np.arange(n) % state.num_classes)
+      generated = np.concatenate([
+          train.generate(state, z[labels == c], labels[labels == c], variables=variables)
+          for c in range(state.num_classes)])
+    return quality.evaluate(self.classifier, generated, self.reference_stats,
+                            requested_labels=labels)
 
 
 def class_rows(config: Config, columns: int) -> np.ndarray | None:
@@ -506,14 +514,15 @@ def _save_epoch_outputs(config: Config, epoch: int, progress: _Progress,
     return {}
   workdir = os.path.abspath(config.workdir)
   state = multihost.local_copy(progress.state)
+  variables = train.sampling_variables(state)
   side = grid_side(config)
   grid_images = train.generate(state, multihost.local_copy(progress.fixed_noise),
-                               class_rows(config, side))
+                               class_rows(config, side), variables=variables)
   images.save_grid(os.path.join(workdir, 'generated_samples', f'epoch_{epoch:02d}.png'),
                    grid_images, side, side)
   t_eval = time.time()
   q = evaluator.quality(state, jax.random.fold_in(keys['eval'], epoch),
-                        config.eval_samples)
+                        config.eval_samples, variables)
   agreement = (f' | label agreement {q["label_agreement"]:.1%}'
                if 'label_agreement' in q else '')
   write(f'  quality at epoch {epoch}: FD {q["fd"]:.2f} | IS {q["is"]:.2f} '
