@@ -13,9 +13,13 @@ line with the error's exit code.
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import logging as std_logging
 import os
 import sys
 import threading
+import traceback
 
 from gan_jax import xla_setup
 
@@ -97,6 +101,8 @@ flags.DEFINE_string('coordinator_address', None, 'With --distributed: host:port 
 flags.DEFINE_integer('num_processes', None, 'With --distributed: how many processes take part.')
 flags.DEFINE_integer('process_id', None, 'With --distributed: this process, 0 .. '
                      'num_processes-1 (0 writes the outputs).')
+flags.DEFINE_bool('traceback', False, 'On a failure, also print the Python traceback '
+                  '(it always goes to WORKDIR/error.log when the workdir exists).')
 flags.DEFINE_integer('distributed_timeout', 120, 'With --distributed: seconds to wait for '
                      'every process to join before giving up with an error.')
 
@@ -125,8 +131,8 @@ def _config_from_flags() -> config_lib.Config:
       sample_dir=FLAGS.sample_dir, label=FLAGS.label)
 
 
-def _fail(message: str, code: int = 2) -> None:
-  print(f'error: {message}', file=sys.stderr)
+def _fail(message: str, code: int = 2, prefix: str = 'error') -> None:
+  print(f'{prefix}: {message}', file=sys.stderr)
   sys.exit(code)
 
 
@@ -214,17 +220,63 @@ def main(argv: list[str]) -> None:
   if FLAGS.dtype is None:
     config = config.replace(dtype=_default_dtype())
 
+  _run_mode(config)
+
+
+def _run_mode(config: config_lib.Config) -> None:
+  """Runs --mode; every failure a user can act on ends as one line and an exit code."""
   from gan_jax import trainer
+  std_logging.getLogger('absl').addFilter(_OrbaxErrorFilter())
   try:
     if FLAGS.mode == 'sample':
       trainer.sample_from_run(config)
     else:
       trainer.train_and_evaluate(config)
   except errors.GanJaxError as e:
-    _fail(str(e), code=e.exit_code)
+    if isinstance(e, errors.WriteError):
+      _log_traceback(config.workdir)
+    _fail(str(e), code=e.exit_code, prefix=e.prefix)
   except KeyboardInterrupt:
     _fail('interrupted; the last saved checkpoint is kept. Run the same command again '
-          'to resume from it.', code=130)
+          'to resume from it.', code=130, prefix='stopped')
+  except Exception as e:  # A write that failed in a place no phase names.
+    found = errors.write_error(e, f'--mode={FLAGS.mode} stopped', config.workdir,
+                               _kept(config.workdir))
+    if found is None:
+      raise  # A bug: the traceback is the report.
+    _log_traceback(config.workdir)
+    _fail(str(found), code=found.exit_code)
+
+
+def _kept(workdir: str) -> str:
+  from gan_jax import checkpoints
+  epoch = checkpoints.latest_epoch(workdir) if os.path.isdir(workdir) else None
+  if epoch is None:
+    return 'no checkpoint is kept'
+  return f'the checkpoint of epoch {epoch} in {checkpoints.checkpoint_dir(workdir)} is kept'
+
+
+def _log_traceback(workdir: str) -> None:
+  """Appends the current exception's traceback to WORKDIR/error.log when the
+  workdir exists (and prints it too with --traceback)."""
+  text = traceback.format_exc()
+  if FLAGS.traceback:
+    print(text, file=sys.stderr, end='')
+  path = os.path.join(os.path.abspath(workdir), 'error.log')
+  if not os.path.isdir(os.path.dirname(path)):
+    return
+  with contextlib.suppress(OSError):  # The workdir may be what failed.
+    with open(path, 'a') as f:
+      f.write(f'--- {datetime.datetime.now().isoformat(timespec="seconds")} '
+              f'{" ".join(sys.argv)}\n{text}')
+
+
+class _OrbaxErrorFilter(std_logging.Filter):
+  """Drops Orbax's own logging of a failed save (a traceback per thread): the
+  failure reaches the command line, which prints one line and logs it."""
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    return not (record.levelno >= std_logging.ERROR and '/orbax/' in record.pathname)
 
 
 def run() -> None:
