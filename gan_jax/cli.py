@@ -17,6 +17,7 @@ import contextlib
 import datetime
 import logging as std_logging
 import os
+import re
 import sys
 import threading
 import traceback
@@ -105,6 +106,9 @@ flags.DEFINE_bool('traceback', False, 'On a failure, also print the Python trace
                   '(it always goes to WORKDIR/error.log when the workdir exists).')
 flags.DEFINE_integer('distributed_timeout', 120, 'With --distributed: seconds to wait for '
                      'every process to join before giving up with an error.')
+flags.DEFINE_integer('distributed_heartbeat', 30, 'With --distributed: seconds without a '
+                     'sign of life after which a process counts as dead and the others '
+                     'stop (exit 5), ready to resume with the same commands.')
 
 
 def _default_dtype() -> str:
@@ -153,6 +157,9 @@ def _check_distributed_flags() -> None:
       _fail(f'--coordinator_address: must be host:port, got {FLAGS.coordinator_address!r}')
   if FLAGS.distributed_timeout < 1:
     _fail(f'--distributed_timeout: must be at least 1 second, got {FLAGS.distributed_timeout}')
+  if FLAGS.distributed_heartbeat < 2:
+    _fail('--distributed_heartbeat: must be at least 2 seconds, got '
+          f'{FLAGS.distributed_heartbeat}')
 
 
 def _start_distributed(jax) -> None:
@@ -180,8 +187,35 @@ def _start_distributed(jax) -> None:
   jax.config.update('jax_cpu_collectives_implementation', 'gloo')
   jax.distributed.initialize(
       coordinator_address=FLAGS.coordinator_address, num_processes=FLAGS.num_processes,
-      process_id=FLAGS.process_id, initialization_timeout=timeout + 60)
+      process_id=FLAGS.process_id, initialization_timeout=timeout + 60,
+      heartbeat_timeout_seconds=FLAGS.distributed_heartbeat)
   watchdog.cancel()
+
+
+PEER_LOST = 5  # The exit code of a process whose peer stopped answering.
+_PEER_LOSS_SIGNS = ('Connection closed by peer', 'Connection reset by peer', 'Gloo ',
+                    'heartbeat', 'UNAVAILABLE')
+
+
+def _peer_lost(e: Exception) -> None:
+  """A --distributed peer died (its collectives failed): one line, exit 5.
+
+  os._exit: JAX's own shutdown at exit would wait on the dead peer and then
+  abort with pages of XLA log.
+  """
+  import jax
+  text = str(e)
+  address = re.search(r'by peer \[?([^\]\s]+)\]?(:\d+)?', text)
+  if jax.process_count() == 2:
+    who = f'process {1 - jax.process_index()} of 2'
+  else:
+    who = f'the process at {address.group(1)}' if address else 'a process'
+  cause = re.split(r': \[|; ', (text.splitlines() or [''])[0])[0][:100]
+  print(f'error: --distributed: {who} stopped answering ({cause}); '
+        f'{_kept(FLAGS.workdir)}; run the same commands again to resume from it',
+        file=sys.stderr, flush=True)
+  _log_traceback(FLAGS.workdir)
+  os._exit(PEER_LOST)
 
 
 def main(argv: list[str]) -> None:
@@ -239,7 +273,9 @@ def _run_mode(config: config_lib.Config) -> None:
   except KeyboardInterrupt:
     _fail('interrupted; the last saved checkpoint is kept. Run the same command again '
           'to resume from it.', code=130, prefix='stopped')
-  except Exception as e:  # A write that failed in a place no phase names.
+  except Exception as e:  # A write that failed in a place no phase names, or a dead peer.
+    if FLAGS.distributed and any(sign in str(e) for sign in _PEER_LOSS_SIGNS):
+      _peer_lost(e)
     found = errors.write_error(e, f'--mode={FLAGS.mode} stopped', config.workdir,
                                _kept(config.workdir))
     if found is None:

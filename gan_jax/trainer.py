@@ -531,6 +531,10 @@ def _train_in_workdir(config: Config, data: input_pipeline.Split, evaluator: _Ev
     if multihost.is_main():
       # Drop the log lines of epochs after the checkpoint: they are redone.
       files.write_jsonl(os.path.join(workdir, 'metrics.jsonl'), progress.history)
+      # A report of fewer epochs is no longer this run's: were the final outputs
+      # to fail, it must not make the run look complete.
+      with contextlib.suppress(FileNotFoundError):
+        os.unlink(report_path)
       files.write_json(os.path.join(workdir, 'run.json'), run_info(config, evaluator))
     images_per_s = _train_epochs(config, data, mesh, progress, manager, keys, evaluator, log)
 
