@@ -261,6 +261,7 @@ def _run_mode(config: config_lib.Config) -> None:
   """Runs --mode; every failure a user can act on ends as one line and an exit code."""
   from gan_jax import trainer
   std_logging.getLogger('absl').addFilter(_OrbaxErrorFilter())
+  _quiet_closed_loop_noise(config.workdir)
   try:
     if FLAGS.mode == 'sample':
       trainer.sample_from_run(config)
@@ -298,6 +299,10 @@ def _log_traceback(workdir: str) -> None:
   text = traceback.format_exc()
   if FLAGS.traceback:
     print(text, file=sys.stderr, end='')
+  _log_text(workdir, text)
+
+
+def _log_text(workdir: str, text: str) -> None:
   path = os.path.join(os.path.abspath(workdir), 'error.log')
   if not os.path.isdir(os.path.dirname(path)):
     return
@@ -305,6 +310,24 @@ def _log_traceback(workdir: str) -> None:
     with open(path, 'a') as f:
       f.write(f'--- {datetime.datetime.now().isoformat(timespec="seconds")} '
               f'{" ".join(sys.argv)}\n{text}')
+
+
+def _quiet_closed_loop_noise(workdir: str) -> None:
+  """After a failed checkpoint, Orbax's TensorStore callbacks find their event
+  loop closed and report that traceback as unraisable, from their threads; it
+  goes to WORKDIR/error.log instead (anything else is printed as before)."""
+  def quiet(hook):
+    def handle(exc_type, exc, tb, *rest):
+      if isinstance(exc, RuntimeError) and str(exc) == 'Event loop is closed':
+        _log_text(workdir, ''.join(traceback.format_exception(exc_type, exc, tb)))
+      else:
+        hook(exc_type, exc, tb, *rest)
+    return handle
+  sys.excepthook = quiet(sys.excepthook)
+  for module, name in ((threading, 'excepthook'), (sys, 'unraisablehook')):
+    hook = getattr(module, name)  # These take one argument with exc_type etc.
+    setattr(module, name, lambda args, hook=hook: quiet(lambda *_: hook(args))(
+        args.exc_type, args.exc_value, args.exc_traceback))
 
 
 class _OrbaxErrorFilter(std_logging.Filter):

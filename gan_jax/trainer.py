@@ -181,17 +181,20 @@ def gan_jax_outputs(workdir: str) -> list[str]:
   return found
 
 
-def _remove_outputs(workdir: str, paths: list[str]) -> None:
-  """Removes `paths`, then the output folders left empty."""
-  for path in paths:
-    if os.path.isdir(path) and not os.path.islink(path):
-      shutil.rmtree(path)
-    elif os.path.lexists(path):
-      os.unlink(path)
-  for folder in OUTPUT_NAMES:
-    path = os.path.join(workdir, folder)
-    if folder != '.' and os.path.isdir(path) and not os.listdir(path):
-      os.rmdir(path)
+def _remove_outputs(workdir: str, paths: list[str], strict: bool = True) -> None:
+  """Removes `paths`, then the output folders left empty; with strict=False,
+  goes on past what cannot be removed (cleaning up after a failure)."""
+  for path in paths + [os.path.join(workdir, f) for f in OUTPUT_NAMES if f != '.']:
+    try:
+      if path in paths and os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+      elif path in paths and os.path.lexists(path):
+        os.unlink(path)
+      elif path not in paths and os.path.isdir(path) and not os.listdir(path):
+        os.rmdir(path)
+    except OSError:
+      if strict:
+        raise
 
 
 def _overwrite_message(workdir: str, paths: list[str]) -> str:
@@ -214,7 +217,10 @@ def prepare_workdir(config: Config, log: Log) -> None:
   """
   check_workdir(config)
   workdir = os.path.abspath(config.workdir)
-  ours = [p for p in gan_jax_outputs(workdir) if os.path.basename(p) != 'error.log']
+  # Not a run's outputs: the error log, and half-written files Orbax or files.py clear.
+  ours = [p for p in gan_jax_outputs(workdir)
+          if not re.fullmatch(r'error\.log|\.tmp-.*|.*\.orbax-checkpoint-tmp.*',
+                              os.path.basename(p))]
   present = sorted({os.path.relpath(p, workdir).split(os.sep)[0] for p in ours})
   if config.overwrite and ours:
     log(_overwrite_message(workdir, ours))
@@ -395,8 +401,10 @@ def _resume(manager, config: Config, fresh: _Progress, log: Log) -> _Progress:
 
 def _save_checkpoint(manager, config: Config, epoch: int, progress: _Progress) -> None:
   """Every process takes part (Orbax writes each array once)."""
-  with _write_failures_explained(os.path.abspath(config.workdir),
-                                 f'the checkpoint of epoch {epoch} failed'):
+  workdir = os.path.abspath(config.workdir)
+  with _write_failures_explained(workdir, f'the checkpoint of epoch {epoch} failed',
+                                 where=os.path.join(checkpoints.checkpoint_dir(workdir),
+                                                    str(epoch))):
     checkpoints.save(manager, epoch, checkpoint_tree(progress.state, progress.fixed_noise),
                      {'epoch': epoch, 'config': config.__dict__,
                       'history': progress.history})
@@ -412,17 +420,17 @@ def _kept(workdir: str) -> str:
 
 
 @contextlib.contextmanager
-def _write_failures_explained(workdir: str, what: str, kept: str | None = None
-                              ) -> Iterator[None]:
+def _write_failures_explained(workdir: str, what: str, kept: str | None = None,
+                              where: str | None = None) -> Iterator[None]:
   """Turns a failed write (disk full, permissions...) into one `WriteError`
-  line saying what was kept (default: the last checkpoint); other exceptions
-  pass unchanged."""
+  line saying what was kept (default: the last checkpoint) and where (when the
+  error names no path; default: the workdir); other exceptions pass unchanged."""
   try:
     yield
   except errors.GanJaxError:
     raise
   except Exception as e:
-    error = errors.write_error(e, what, workdir, kept or _kept(workdir))
+    error = errors.write_error(e, what, where or workdir, kept or _kept(workdir))
     if error is None:
       raise
     raise error from e
@@ -441,9 +449,11 @@ def _cleaned_up_on_failure(workdir: str, created: tuple[str, ...]) -> Iterator[N
     yield
   except BaseException:
     if multihost.is_main() and not checkpoints.has_checkpoint(workdir):
-      with contextlib.suppress(OSError):  # Cleaning up must not hide the cause.
-        _remove_outputs(workdir, [p for p in gan_jax_outputs(workdir) if p not in before])
-        for path in created:  # The lock file, then the workdir if left empty.
+      # Cleaning up must not hide the cause: whatever cannot go stays.
+      _remove_outputs(workdir, [p for p in gan_jax_outputs(workdir) if p not in before],
+                      strict=False)
+      for path in created:  # The lock file, then the workdir if left empty.
+        with contextlib.suppress(OSError):
           if os.path.isfile(path):
             os.unlink(path)
           elif os.path.isdir(path) and not os.listdir(path):

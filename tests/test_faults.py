@@ -151,6 +151,18 @@ def test_a_write_failing_at_set_up_is_one_line_and_leaves_nothing(
   assert not (tmp_path / 'run').exists()  # The same command starts afresh.
 
 
+def test_what_a_failed_first_checkpoint_can_leave_does_not_block_the_same_command(tmp_path):
+  # Orbax's threads may still write its temporary folder after the run cleaned up.
+  workdir = tmp_path / 'run'
+  (workdir / 'checkpoints' / '1.orbax-checkpoint-tmp' / 'state').mkdir(parents=True)
+  (workdir / 'error.log').write_text('Traceback ...')
+  (workdir / '.tmp-xyzmetrics.jsonl').write_text('')
+  trainer.prepare_workdir(Config(workdir=str(workdir)), log=_quiet)  # No refusal.
+  (workdir / 'run.json').write_text('{}')
+  with pytest.raises(trainer.RunError, match=r'holds outputs of a run \(run.json\)'):
+    trainer.prepare_workdir(Config(workdir=str(workdir)), log=_quiet)
+
+
 def test_a_failed_checkpoint_is_not_logged_as_done_and_the_run_resumes_from_the_last(
     tmp_path, trained, mock_data_dir, classifier_dir, monkeypatch):
   workdir = _copy(trained, tmp_path)
