@@ -364,10 +364,11 @@ def _latest_intact(manager, workdir: str, log: Log) -> int | None:
   while (latest := manager.latest_step()) is not None:
     if checkpoints.verify(manager, latest) is not False:
       return latest
-    if multihost.is_main():
-      damaged.append(checkpoints.set_aside(manager, latest))
-      log(f'warning: checkpoint {latest} in {checkpoints.checkpoint_dir(workdir)} is '
-          f'damaged (its files do not match their digest); set aside as {damaged[-1]}')
+    # Every process checks; process 0 alone renames (the others only count it).
+    damaged.append(checkpoints.set_aside(manager, latest) if multihost.is_main()
+                   else str(latest))
+    log(f'warning: checkpoint {latest} in {checkpoints.checkpoint_dir(workdir)} is '
+        f'damaged (its files do not match their digest); set aside as {damaged[-1]}')
     multihost.sync(f'set aside {latest}')
     manager.reload()
   if damaged:
