@@ -120,6 +120,7 @@ def test_a_second_run_in_a_busy_workdir_is_refused_and_a_killed_runs_lock_blocks
     with open(workdir / 'run.json') as f:
       assert json.load(f)['config']['seed'] == 0
     while not _steps(workdir):
+      assert first.poll() is None and time.time() < deadline + 120
       time.sleep(0.2)
   finally:
     first.send_signal(signal.SIGKILL)
