@@ -266,10 +266,21 @@ def test_sample_dir_under_a_file_is_one_line_from_the_command_line(tmp_path, tra
   assert (tmp_path / 'a_file').read_text() == 'mine'
 
 
+def _cli_in_process(workdir, monkeypatch):
+  """gan_jax.cli with its flags parsed; the hooks it installs are undone after the test."""
+  import logging
+  import threading
+  from gan_jax import cli
+  cli.FLAGS(['gan-jax', f'--workdir={workdir}'])
+  for module, name in ((sys, 'excepthook'), (sys, 'unraisablehook'), (threading, 'excepthook')):
+    monkeypatch.setattr(module, name, getattr(module, name))
+  monkeypatch.setattr(logging.getLogger('absl'), 'filters', [])
+  return cli
+
+
 def test_the_command_line_turns_any_wrapped_os_error_into_one_line(tmp_path, monkeypatch,
                                                                    capsys):
-  from gan_jax import cli
-  cli.FLAGS(['gan-jax', f'--workdir={tmp_path}'])
+  cli = _cli_in_process(tmp_path, monkeypatch)
 
   def fails(config):
     try:
@@ -428,8 +439,7 @@ def test_resume_refuses_another_eval_samples_and_fewer_epochs(tmp_path, trained,
 
 
 def test_a_deliberate_stop_is_not_called_an_error(tmp_path, monkeypatch, capsys):
-  from gan_jax import cli
-  cli.FLAGS(['gan-jax', f'--workdir={tmp_path}'])
+  cli = _cli_in_process(tmp_path, monkeypatch)
 
   def stopped(config):
     raise trainer.Interrupted('after epoch 2/4 on a signal; checkpoint saved')
