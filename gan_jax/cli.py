@@ -8,7 +8,9 @@
 The only module that reads flags: it defines them, validates every value
 before anything is written, and hands a `Config` to `gan_jax.trainer`. Errors
 meant for the user (`errors.GanJaxError`) are printed as one ``error: ...``
-line with the error's exit code.
+line with the error's exit code; a write that fails anywhere (disk full,
+permissions, read-only filesystem) is one line too, exit 4, its traceback in
+WORKDIR/error.log (see docs/reliability.md for every exit code).
 """
 
 from __future__ import annotations
@@ -79,7 +81,8 @@ flags.DEFINE_string('classifier_dir', None, 'A folder for your own domain classi
 flags.DEFINE_bool('retrain_classifier', False, 'Train your own domain classifier into '
                   '--classifier_dir (default ~/.cache/gan_jax/classifiers/<dataset>).')
 flags.DEFINE_integer('keep_checkpoints', _D.keep_checkpoints, 'Checkpoints to keep.')
-flags.DEFINE_bool('overwrite', False, 'Delete an earlier run in --workdir and start over.')
+flags.DEFINE_bool('overwrite', False, 'Delete an earlier run in --workdir and start over '
+                  '(only the files gan_jax wrote; anything else stays).')
 flags.DEFINE_bool('tensorboard', False, 'Also log scalars and sample grids to '
                   'WORKDIR/tensorboard (needs tensorboardX).')
 flags.DEFINE_bool('progress', True, 'Show progress bars (only on a terminal).')
