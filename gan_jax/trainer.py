@@ -18,6 +18,11 @@ loop, and every output a user expects.
 
 Ctrl-C / SIGTERM finish the current epoch, save a checkpoint and stop
 (`Interrupted`); a second signal stops at once, leaving the last checkpoint.
+
+Faults (docs/reliability.md): a run holds the workdir's lock
+(`workdir_lock`) from before its first write; a failed write ends as one
+`errors.WriteError` line saying what was kept; a checkpoint whose digest does
+not match is set aside and the newest intact one resumed.
 """
 
 from __future__ import annotations
