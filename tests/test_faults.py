@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from gan_jax import checkpoints, errors, files, input_pipeline, trainer, workdir_lock
+from gan_jax import checkpoints, errors, files, input_pipeline, trainer
 from gan_jax.config import Config
 
 pytestmark = pytest.mark.slow
