@@ -49,6 +49,7 @@ def option(name: str, default):
 class Generator(nn.Module):
   dtype: object = jnp.float32
   num_classes: int = 0
+  batch_norm_momentum: float = 0.9
 
   @nn.compact
   def __call__(self, z, labels=None, train=True):
@@ -57,7 +58,8 @@ class Generator(nn.Module):
     for i, w in enumerate(widths):
       x = nn.Dense(w, name=f'dense{i}')(x)
       if 'bnG' in VARIANT:
-        x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9)(x))
+        x = nn.relu(nn.BatchNorm(use_running_average=not train,
+                                 momentum=self.batch_norm_momentum)(x))
       else:
         x = nn.leaky_relu(x, 0.2)
     return jnp.tanh(nn.Dense(784, name='out')(x)).reshape((-1, 28, 28, 1))

@@ -10,18 +10,26 @@ A checkpoint (``WORKDIR/checkpoints/<epoch>/``) holds two items:
   the metrics history).
 
 Orbax writes each checkpoint into a temporary folder and renames it when
-complete, so a kill leaves either the old set or the new one.
+complete, so a kill leaves either the old set or the new one. Once saved,
+``digest.json`` beside the two items records the sha256 of every file;
+`verify` checks it before a restore, and `set_aside` renames a damaged
+checkpoint to ``<epoch>.damaged`` (kept, but no longer a step to Orbax).
+Checkpoints of older versions have no digest and are restored unchecked.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 
-from gan_jax import errors
+from gan_jax import errors, files, multihost
+
+DIGEST = 'digest.json'
 
 
 class CheckpointError(errors.GanJaxError):
@@ -40,7 +48,9 @@ def make_manager(workdir: str, max_to_keep: int = 3, create: bool = True
       # Synchronous saves: a checkpoint is complete when save() returns, which
       # keeps interrupt handling and tests simple. A save takes well under a
       # second for these networks.
-      enable_async_checkpointing=False)
+      enable_async_checkpointing=False,
+      # A save that failed (disk full) leaves a temporary folder: cleared on the next start.
+      cleanup_tmp_directories=create)
   return ocp.CheckpointManager(checkpoint_dir(workdir), options=options,
                                item_names=('state', 'meta'))
 
@@ -60,6 +70,65 @@ def save(manager: ocp.CheckpointManager, epoch: int, state: Any,
       state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
       force=True)
   manager.wait_until_finished()
+  multihost.sync(f'checkpoint {epoch} saved')
+  if multihost.is_main():
+    step = os.path.join(str(manager.directory), str(epoch))
+    files.write_json(os.path.join(step, DIGEST), _digests(step))
+  multihost.sync(f'checkpoint {epoch} digested')
+
+
+def _digests(step: str) -> dict[str, str]:
+  """sha256 of every file under `step` but the digest, by relative path."""
+  out = {}
+  for root, dirs, names in os.walk(step):
+    dirs.sort()
+    for name in sorted(names):
+      path = os.path.join(root, name)
+      rel = os.path.relpath(path, step)
+      if rel == DIGEST:
+        continue
+      h = hashlib.sha256()
+      with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+          h.update(block)
+      out[rel] = h.hexdigest()
+  return out
+
+
+def verify(manager: ocp.CheckpointManager, epoch: int) -> bool | None:
+  """True if checkpoint `epoch` matches its digest, False if damaged, None
+  if it has no digest (written by an older version)."""
+  step = os.path.join(str(manager.directory), str(epoch))
+  try:
+    with open(os.path.join(step, DIGEST)) as f:
+      expected = json.load(f)
+  except FileNotFoundError:
+    return None
+  except (OSError, ValueError):
+    return False
+  try:
+    return _digests(step) == expected
+  except OSError:
+    return False
+
+
+def set_aside(manager: ocp.CheckpointManager, epoch: int) -> str:
+  """Renames damaged checkpoint `epoch` to ``<epoch>.damaged`` (then
+  ``.damaged-2``...), never deleting it; returns the new path."""
+  step = os.path.join(str(manager.directory), str(epoch))
+  target, n = step + '.damaged', 1
+  while os.path.exists(target):
+    n += 1
+    target = f'{step}.damaged-{n}'
+  os.rename(step, target)
+  return target
+
+
+def latest_epoch(workdir: str) -> int | None:
+  """The newest finished checkpoint's epoch in ``WORKDIR/checkpoints``, or None."""
+  path = checkpoint_dir(workdir)
+  steps = [int(n) for n in os.listdir(path) if n.isdigit()] if os.path.isdir(path) else []
+  return max(steps) if steps else None
 
 
 def read_meta(manager: ocp.CheckpointManager, epoch: int) -> dict[str, Any]:

@@ -9,14 +9,21 @@
 The only module that reads flags: it defines them, validates every value
 before anything is written, and hands a `Config` to `gan_jax.trainer`. Errors
 meant for the user (`errors.GanJaxError`) are printed as one ``error: ...``
-line with the error's exit code.
+line with the error's exit code; a write that fails anywhere (disk full,
+permissions, read-only filesystem) is one line too, exit 4, its traceback in
+WORKDIR/error.log (see docs/reliability.md for every exit code).
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import logging as std_logging
 import os
+import re
 import sys
 import threading
+import traceback
 
 from gan_jax import xla_setup
 
@@ -75,7 +82,8 @@ flags.DEFINE_string('classifier_dir', None, 'A folder for your own domain classi
 flags.DEFINE_bool('retrain_classifier', False, 'Train your own domain classifier into '
                   '--classifier_dir (default ~/.cache/gan_jax/classifiers/<dataset>).')
 flags.DEFINE_integer('keep_checkpoints', _D.keep_checkpoints, 'Checkpoints to keep.')
-flags.DEFINE_bool('overwrite', False, 'Delete an earlier run in --workdir and start over.')
+flags.DEFINE_bool('overwrite', False, 'Delete an earlier run in --workdir and start over '
+                  '(only the files gan_jax wrote; anything else stays).')
 flags.DEFINE_bool('tensorboard', False, 'Also log scalars and sample grids to '
                   'WORKDIR/tensorboard (needs tensorboardX).')
 flags.DEFINE_bool('progress', True, 'Show progress bars (only on a terminal).')
@@ -109,8 +117,13 @@ flags.DEFINE_string('coordinator_address', None, 'With --distributed: host:port 
 flags.DEFINE_integer('num_processes', None, 'With --distributed: how many processes take part.')
 flags.DEFINE_integer('process_id', None, 'With --distributed: this process, 0 .. '
                      'num_processes-1 (0 writes the outputs).')
+flags.DEFINE_bool('traceback', False, 'On a failure, also print the Python traceback '
+                  '(it always goes to WORKDIR/error.log when the workdir exists).')
 flags.DEFINE_integer('distributed_timeout', 120, 'With --distributed: seconds to wait for '
                      'every process to join before giving up with an error.')
+flags.DEFINE_integer('distributed_heartbeat', 30, 'With --distributed: seconds without a '
+                     'sign of life after which a process counts as dead and the others '
+                     'stop (exit 5), ready to resume with the same commands.')
 
 
 def _default_dtype() -> str:
@@ -138,8 +151,8 @@ def _config_from_flags() -> config_lib.Config:
       min_confidence=FLAGS.min_confidence, cas=FLAGS.cas)
 
 
-def _fail(message: str, code: int = 2) -> None:
-  print(f'error: {message}', file=sys.stderr)
+def _fail(message: str, code: int = 2, prefix: str = 'error') -> None:
+  print(f'{prefix}: {message}', file=sys.stderr)
   sys.exit(code)
 
 
@@ -160,6 +173,9 @@ def _check_distributed_flags() -> None:
       _fail(f'--coordinator_address: must be host:port, got {FLAGS.coordinator_address!r}')
   if FLAGS.distributed_timeout < 1:
     _fail(f'--distributed_timeout: must be at least 1 second, got {FLAGS.distributed_timeout}')
+  if FLAGS.distributed_heartbeat < 2:
+    _fail('--distributed_heartbeat: must be at least 2 seconds, got '
+          f'{FLAGS.distributed_heartbeat}')
 
 
 def _start_distributed(jax) -> None:
@@ -187,8 +203,35 @@ def _start_distributed(jax) -> None:
   jax.config.update('jax_cpu_collectives_implementation', 'gloo')
   jax.distributed.initialize(
       coordinator_address=FLAGS.coordinator_address, num_processes=FLAGS.num_processes,
-      process_id=FLAGS.process_id, initialization_timeout=timeout + 60)
+      process_id=FLAGS.process_id, initialization_timeout=timeout + 60,
+      heartbeat_timeout_seconds=FLAGS.distributed_heartbeat)
   watchdog.cancel()
+
+
+PEER_LOST = 5  # The exit code of a process whose peer stopped answering.
+_PEER_LOSS_SIGNS = ('Connection closed by peer', 'Connection reset by peer', 'Gloo ',
+                    'heartbeat', 'UNAVAILABLE')
+
+
+def _peer_lost(e: Exception) -> None:
+  """A --distributed peer died (its collectives failed): one line, exit 5.
+
+  os._exit: JAX's own shutdown at exit would wait on the dead peer and then
+  abort with pages of XLA log.
+  """
+  import jax
+  text = str(e)
+  address = re.search(r'by peer \[?([^\]\s]+)\]?(:\d+)?', text)
+  if jax.process_count() == 2:
+    who = f'process {1 - jax.process_index()} of 2'
+  else:
+    who = f'the process at {address.group(1)}' if address else 'a process'
+  cause = re.split(r': \[|; ', (text.splitlines() or [''])[0])[0][:100]
+  print(f'error: --distributed: {who} stopped answering ({cause}); '
+        f'{_kept(FLAGS.workdir)}; run the same commands again to resume from it',
+        file=sys.stderr, flush=True)
+  _log_traceback(FLAGS.workdir)
+  os._exit(PEER_LOST)
 
 
 def main(argv: list[str]) -> None:
@@ -230,7 +273,14 @@ def main(argv: list[str]) -> None:
   if FLAGS.dtype is None:
     config = config.replace(dtype=_default_dtype())
 
+  _run_mode(config)
+
+
+def _run_mode(config: config_lib.Config) -> None:
+  """Runs --mode; every failure a user can act on ends as one line and an exit code."""
   from gan_jax import trainer
+  std_logging.getLogger('absl').addFilter(_OrbaxErrorFilter())
+  _quiet_closed_loop_noise(config.workdir)
   try:
     if FLAGS.mode == 'sample':
       trainer.sample_from_run(config)
@@ -240,10 +290,74 @@ def main(argv: list[str]) -> None:
     else:
       trainer.train_and_evaluate(config)
   except errors.GanJaxError as e:
-    _fail(str(e), code=e.exit_code)
+    if isinstance(e, errors.WriteError):
+      _log_traceback(config.workdir)
+    _fail(str(e), code=e.exit_code, prefix=e.prefix)
   except KeyboardInterrupt:
     _fail('interrupted; the last saved checkpoint is kept. Run the same command again '
-          'to resume from it.', code=130)
+          'to resume from it.', code=130, prefix='stopped')
+  except Exception as e:  # A write that failed in a place no phase names, or a dead peer.
+    if FLAGS.distributed and any(sign in str(e) for sign in _PEER_LOSS_SIGNS):
+      _peer_lost(e)
+    found = errors.write_error(e, f'--mode={FLAGS.mode} stopped', config.workdir,
+                               _kept(config.workdir))
+    if found is None:
+      raise  # A bug: the traceback is the report.
+    _log_traceback(config.workdir)
+    _fail(str(found), code=found.exit_code)
+
+
+def _kept(workdir: str) -> str:
+  from gan_jax import checkpoints
+  epoch = checkpoints.latest_epoch(workdir) if os.path.isdir(workdir) else None
+  if epoch is None:
+    return 'no checkpoint is kept'
+  return f'the checkpoint of epoch {epoch} in {checkpoints.checkpoint_dir(workdir)} is kept'
+
+
+def _log_traceback(workdir: str) -> None:
+  """Appends the current exception's traceback to WORKDIR/error.log when the
+  workdir exists (and prints it too with --traceback)."""
+  text = traceback.format_exc()
+  if FLAGS.traceback:
+    print(text, file=sys.stderr, end='')
+  _log_text(workdir, text)
+
+
+def _log_text(workdir: str, text: str) -> None:
+  path = os.path.join(os.path.abspath(workdir), 'error.log')
+  if not os.path.isdir(os.path.dirname(path)):
+    return
+  with contextlib.suppress(OSError):  # The workdir may be what failed.
+    with open(path, 'a') as f:
+      f.write(f'--- {datetime.datetime.now().isoformat(timespec="seconds")} '
+              f'{" ".join(sys.argv)}\n{text}')
+
+
+def _quiet_closed_loop_noise(workdir: str) -> None:
+  """After a failed checkpoint, Orbax's TensorStore callbacks find their event
+  loop closed and report that traceback as unraisable, from their threads; it
+  goes to WORKDIR/error.log instead (anything else is printed as before)."""
+  def quiet(hook):
+    def handle(exc_type, exc, tb, *rest):
+      if isinstance(exc, RuntimeError) and str(exc) == 'Event loop is closed':
+        _log_text(workdir, ''.join(traceback.format_exception(exc_type, exc, tb)))
+      else:
+        hook(exc_type, exc, tb, *rest)
+    return handle
+  sys.excepthook = quiet(sys.excepthook)
+  for module, name in ((threading, 'excepthook'), (sys, 'unraisablehook')):
+    hook = getattr(module, name)  # These take one argument with exc_type etc.
+    setattr(module, name, lambda args, hook=hook: quiet(lambda *_: hook(args))(
+        args.exc_type, args.exc_value, args.exc_traceback))
+
+
+class _OrbaxErrorFilter(std_logging.Filter):
+  """Drops Orbax's own logging of a failed save (a traceback per thread): the
+  failure reaches the command line, which prints one line and logs it."""
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    return not (record.levelno >= std_logging.ERROR and '/orbax/' in record.pathname)
 
 
 def run() -> None:

@@ -38,7 +38,7 @@ import jax
 import numpy as np
 
 from gan_jax import (datasets, errors, feature_cache, files, images, input_pipeline,
-                     quality, serialize, train, trainer)
+                     quality, serialize, train, trainer, workdir_lock)
 from gan_jax.config import Config
 
 Log = Callable[[str], None]
@@ -142,9 +142,10 @@ def draw(state: train.GANState, run_config: Config, config: Config, classifier
     return Drawn(imgs, labels.astype(np.int64), probs, feats, n)
   kept: list[tuple[np.ndarray, ...]] = []
   count, generated = 0, 0
+  variables = train.sampling_variables(state)  # Once for every round.
   for round_ in range(MAX_DRAWS):
     z = train.sample_noise(jax.random.fold_in(key, round_), n, run_config.noise_dim)
-    imgs = train.generate(state, z)
+    imgs = train.generate(state, z, variables=variables)
     feats, probs = classifier.features_and_probs(imgs)
     sure = np.flatnonzero(probs.max(1) >= config.min_confidence)[:n - count]
     # Images after the last one kept were never needed: not counted as drawn.
@@ -311,7 +312,9 @@ def export_from_run(config: Config, log: Log = print) -> dict[str, Any]:
   """
   t0 = time.time()
   dest = destination(config)
-  state, run_config, epoch = trainer.load_latest_run(config)
+  # A training run may not start in the workdir while its checkpoint is read.
+  with workdir_lock.hold(os.path.abspath(config.workdir), exclusive=False, command='export'):
+    state, run_config, epoch = trainer.load_latest_run(config, log)
   _check_labelling(config, run_config)
   data_dir = input_pipeline.resolve_data_dir(config.data_dir or run_config.data_dir)
   from gan_jax import classifier_store

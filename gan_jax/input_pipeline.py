@@ -8,6 +8,8 @@ array_record files, which needs no TensorFlow.
 
 from __future__ import annotations
 
+import glob
+import re
 import os
 import socket
 from typing import NamedTuple
@@ -20,6 +22,10 @@ from gan_jax.datasets import IMAGE_SHAPE, canonical_name
 
 class DataUnavailableError(errors.GanJaxError):
   """The dataset is not prepared locally and cannot be downloaded."""
+
+
+class DataDamagedError(DataUnavailableError):
+  """The dataset is there but cannot be read (truncated, corrupt, or no permission)."""
 
 
 class Split(NamedTuple):
@@ -95,6 +101,7 @@ def load_split(dataset: str, split: str = 'train', data_dir: str | None = None,
   if os.path.exists(data_dir) and not os.path.isdir(data_dir):
     raise DataUnavailableError(f'data dir {data_dir} is a file, not a folder; '
                                'point --data_dir (or TFDS_DATA_DIR) at a folder')
+  _check_readable(name, data_dir)
   builder = tfds.builder(name, data_dir=data_dir)
   if not builder.is_prepared():
     if not _online():
@@ -112,10 +119,40 @@ def load_split(dataset: str, split: str = 'train', data_dir: str | None = None,
     except Exception as e:  # Any download/build failure: one clear message.
       raise DataUnavailableError(_unavailable_message(
           name, data_dir, f'downloading it failed ({e})')) from e
-  source = builder.as_data_source(split=split)
-  n = len(source) if limit is None else min(limit, len(source))
-  records = source.__getitems__(list(range(n)))
+  try:
+    source = builder.as_data_source(split=split)
+    n = len(source) if limit is None else min(limit, len(source))
+    records = source.__getitems__(list(range(n)))
+  except Exception as e:  # Riegeli, array_record, OS errors: one line naming the file.
+    raise _damaged(name, split, data_dir, e) from e
   images = np.stack([r['image'] for r in records]).astype(np.float32)
   labels = np.asarray([r['label'] for r in records], dtype=np.int32)
   images = images / 127.5 - 1.0
   return Split(images=images.reshape((n,) + IMAGE_SHAPE), labels=labels)
+
+
+def _check_readable(name: str, data_dir: str) -> None:
+  """Tells an unreadable data folder apart from one that is not prepared
+  (TFDS sees both as "not prepared")."""
+  for path in (data_dir, os.path.join(data_dir, name)):
+    if not os.path.isdir(path):
+      return
+    try:
+      os.listdir(path)
+    except OSError as e:
+      raise DataDamagedError(
+          f'cannot read the data folder {path} ({e.strerror}); check its permissions '
+          '(the user running gan_jax needs to read it), or point --data_dir at a copy '
+          'you can read') from None
+
+
+def _damaged(name: str, split: str, data_dir: str, e: Exception) -> DataDamagedError:
+  paths = sorted(glob.glob(os.path.join(data_dir, name, '*', f'{name}-{split}.*')))
+  where = ', '.join(paths) or os.path.join(data_dir, name)
+  cause = re.split(r';| \(', (str(e).strip().splitlines() or [type(e).__name__])[0])[0][:160]
+  if isinstance(e, OSError) and e.strerror:
+    cause = e.strerror
+  return DataDamagedError(
+      f'the {split} data of {name!r} cannot be read from {where}: {cause}. The file is '
+      'damaged (e.g. truncated by an interrupted copy) or unreadable: copy or prepare '
+      f'the dataset again into {data_dir} (see the README), and check its permissions')

@@ -72,20 +72,26 @@ def _logit(module: nn.Module, h: Array, labels: Array | None
   class_logits = nn.Dense(module.num_classes, dtype=module.dtype, name='class_logits')(h)
   return logit.astype(jnp.float32), class_logits.astype(jnp.float32)
 
-# Keras' BatchNormalization defaults, so the DCGAN matches the TF tutorial.
-_BN = dict(momentum=0.99, epsilon=1e-3)
+# Keras' BatchNormalization epsilon, so the DCGAN matches the TF tutorial.
+_BN_EPSILON = 1e-3
 
 
 class DCGANGenerator(nn.Module):
-  """The TF DCGAN tutorial generator: noise (B, noise_dim) -> images (B, 28, 28, 1) in [-1, 1]."""
+  """The TF DCGAN tutorial generator: noise (B, noise_dim) -> images (B, 28, 28, 1) in [-1, 1].
+
+  `batch_norm_momentum`: of the BatchNorm running averages (Keras' 0.99); 0
+  makes a training-mode call store exactly its batch's statistics.
+  """
   dtype: Dtype = jnp.float32
   num_classes: int = 0
+  batch_norm_momentum: float = 0.99
 
   @nn.compact
   def __call__(self, z: Array, labels: Array | None = None, train: bool = True) -> Array:
     z = _with_label(self, z, labels)
     bn = lambda name: nn.BatchNorm(use_running_average=not train, dtype=self.dtype,
-                                   name=name, **_BN)
+                                   momentum=self.batch_norm_momentum, epsilon=_BN_EPSILON,
+                                   name=name)
     x = nn.Dense(7 * 7 * 256, use_bias=False, dtype=self.dtype, name='dense')(z)
     x = nn.leaky_relu(bn('bn0')(x), 0.3)
     x = x.reshape((-1, 7, 7, 256))
@@ -119,11 +125,13 @@ class DCGANDiscriminator(nn.Module):
 class MLPGenerator(nn.Module):
   """Fully connected generator: noise -> 256 -> 512 -> 1024 -> 784 -> (28, 28, 1).
 
-  Hidden layers: LeakyReLU(0.2), or with `batch_norm` BatchNorm then ReLU.
+  Hidden layers: LeakyReLU(0.2), or with `batch_norm` BatchNorm then ReLU
+  (`batch_norm_momentum` as in `DCGANGenerator`).
   """
   dtype: Dtype = jnp.float32
   num_classes: int = 0
   batch_norm: bool = False
+  batch_norm_momentum: float = 0.9
 
   @nn.compact
   def __call__(self, z: Array, labels: Array | None = None, train: bool = True) -> Array:
@@ -131,8 +139,8 @@ class MLPGenerator(nn.Module):
     for i, width in enumerate((256, 512, 1024)):
       x = nn.Dense(width, dtype=self.dtype, name=f'dense{i}')(x)
       if self.batch_norm:
-        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype,
-                         name=f'bn{i}')(x)
+        x = nn.BatchNorm(use_running_average=not train, momentum=self.batch_norm_momentum,
+                         dtype=self.dtype, name=f'bn{i}')(x)
         x = nn.relu(x)
       else:
         x = nn.leaky_relu(x, 0.2)

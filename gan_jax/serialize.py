@@ -24,14 +24,9 @@ FILE = 'generator.jax'
 
 
 def sampling_variables(state: train.GANState) -> dict[str, Any]:
-  """The flax variables the serialized generator samples with: the sampling
-  weights, and BatchNorm's running statistics where the network has BatchNorm
-  (applied with train=False). To become `train.sampling_variables` once the
-  GAN state carries fixed sampling statistics."""
-  variables = {'params': state.sampling_params}
-  if state.generator.batch_stats:
-    variables['batch_stats'] = state.generator.batch_stats
-  return variables
+  """The flax variables the serialized generator samples with (applied with
+  train=False): those of `train.generate`, so the file draws the same images."""
+  return train.sampling_variables(state)
 
 
 def export_generator(state: train.GANState, platforms: tuple[str, ...] = PLATFORMS

@@ -57,8 +57,8 @@ class GANState:
 
   `generator_ema` holds the EMA of the generator's parameters; samples and
   evaluations use it when `ema_decay` > 0. `noise_dim`, `ema_decay`,
-  `label_smoothing`, `num_classes` (0: unconditional) and
-  `class_loss_weight` are static (part of the compiled step).
+  `label_smoothing`, `num_classes` (0: unconditional), `class_loss_weight`
+  and `batch_statistics_fn` are static (part of the compiled step).
   """
   generator: TrainState
   discriminator: TrainState
@@ -68,6 +68,9 @@ class GANState:
   label_smoothing: float = struct.field(pytree_node=False, default=0.0)
   num_classes: int = struct.field(pytree_node=False, default=0)
   class_loss_weight: float = struct.field(pytree_node=False, default=0.0)
+  # The generator's apply function with BatchNorm momentum 0: a training-mode
+  # call stores its batch's statistics (`sampling_variables`). None without BatchNorm.
+  batch_statistics_fn: Any = struct.field(pytree_node=False, default=None)
 
   @property
   def sampling_params(self) -> Any:
@@ -101,12 +104,15 @@ def create_state(config: Config, rng: jax.Array) -> GANState:
         tx=optax.adam(config.learning_rate, b1=config.beta1))
 
   g_state = make(generator, g_vars)
+  has_batch_norm = bool(g_vars.get('batch_stats'))
   return GANState(generator=g_state,
                   discriminator=make(discriminator, d_vars),
                   generator_ema=jax.tree_util.tree_map(jnp.copy, g_state.params),
                   noise_dim=config.noise_dim, ema_decay=config.ema_decay,
                   label_smoothing=config.label_smoothing, num_classes=num_classes,
-                  class_loss_weight=config.class_loss_weight)
+                  class_loss_weight=config.class_loss_weight,
+                  batch_statistics_fn=(generator.clone(batch_norm_momentum=0.0).apply
+                                       if has_batch_norm else None))
 
 
 def _with_generator(state: GANState, g: TrainState) -> GANState:
@@ -300,22 +306,54 @@ def epoch_batches(key: jax.Array, num_examples: int, steps: int, batch_size: int
   return perm[:steps * batch_size].reshape(steps, batch_size).astype(jnp.int32)
 
 
+# Standing statistics (`sampling_variables`): this many batches of this many
+# mixed-label images, from a fixed key.
+STANDING_STATS_BATCHES = 4
+STANDING_STATS_BATCH_SIZE = 500
+
+
 @jax.jit
-def _generate_batch(state: GANState, z: jax.Array, labels: jax.Array) -> jax.Array:
-  images, _ = _generate_train(state.generator, state.sampling_params, z, labels)
-  return images
+def sampling_variables(state: GANState) -> dict[str, Any]:
+  """The variables the generator samples with, in inference mode (train=False).
+
+  The EMA (or raw) weights and, with BatchNorm, standing statistics (as BigGAN
+  samples): each BatchNorm's batch mean and variance under these weights,
+  averaged over mixed-label batches from a fixed key. So an image depends on
+  its own noise and label only, whatever else is in its batch; the running
+  averages are not used, as they follow the raw weights and lag behind them.
+  """
+  params = state.sampling_params
+  if state.batch_statistics_fn is None:
+    return {'params': params}
+  size = STANDING_STATS_BATCH_SIZE
+
+  def batch_statistics(i):
+    z = jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(0), i), (size, state.noise_dim))
+    labels = jnp.arange(size, dtype=jnp.int32) % max(state.num_classes, 1)
+    _, updates = state.batch_statistics_fn(
+        {'params': params, 'batch_stats': state.generator.batch_stats}, z, labels,
+        train=True, mutable=['batch_stats'])
+    return updates['batch_stats']
+
+  stats = jax.lax.map(batch_statistics, jnp.arange(STANDING_STATS_BATCHES))
+  return {'params': params,
+          'batch_stats': jax.tree_util.tree_map(lambda x: x.mean(axis=0), stats)}
 
 
-def generate(state: GANState, z: jax.Array, labels: Any = None, batch_size: int = 500
-             ) -> np.ndarray:
+@functools.partial(jax.jit, static_argnums=0)
+def _generate_batch(apply_fn: Any, variables: dict[str, Any], z: jax.Array,
+                    labels: jax.Array) -> jax.Array:
+  return apply_fn(variables, z, labels, train=False)
+
+
+def generate(state: GANState, z: jax.Array, labels: Any = None, batch_size: int = 500,
+             variables: dict[str, Any] | None = None) -> np.ndarray:
   """Generated images for noise `z` (and, if conditional, `labels`), in batches
   of `batch_size`.
 
-  BatchNorm normalises with the statistics of each generated batch (as in
-  training) rather than with the running averages, which lag behind a fast
-  changing generator (measured in the README, "Sample quality"); the running
-  averages are left unchanged. The last batch is generated at its own size
-  (padding would shift the batch statistics); deterministic given `z`.
+  Each image is a function of its own noise and label (`sampling_variables`,
+  computed here unless `variables` gives them), so batch size and make-up do
+  not change it beyond float rounding.
   """
   z = np.asarray(z, np.float32)
   if labels is None:
@@ -323,7 +361,10 @@ def generate(state: GANState, z: jax.Array, labels: Any = None, batch_size: int 
       raise ValueError('a conditional generator needs the labels to generate')
     labels = np.zeros(len(z), np.int32)
   labels = np.asarray(labels, np.int32)
-  out = [np.asarray(_generate_batch(state, jnp.asarray(z[start:start + batch_size]),
+  if variables is None:
+    variables = sampling_variables(state)
+  out = [np.asarray(_generate_batch(state.generator.apply_fn, variables,
+                                    jnp.asarray(z[start:start + batch_size]),
                                     jnp.asarray(labels[start:start + batch_size])))
          for start in range(0, len(z), batch_size)]
   return np.concatenate(out)

@@ -18,6 +18,11 @@ loop, and every output a user expects.
 
 Ctrl-C / SIGTERM finish the current epoch, save a checkpoint and stop
 (`Interrupted`); a second signal stops at once, leaving the last checkpoint.
+
+Faults (docs/reliability.md): a run holds the workdir's lock
+(`workdir_lock`) from before its first write; a failed write ends as one
+`errors.WriteError` line saying what was kept; a checkpoint whose digest does
+not match is set aside and the newest intact one resumed.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import signal
 import subprocess
@@ -43,7 +49,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
 from gan_jax import (checkpoints, datasets, errors, files, images, input_pipeline,
-                     multihost, train)
+                     multihost, train, workdir_lock)
 from gan_jax import config as config_lib
 from gan_jax.config import Config
 
@@ -52,10 +58,22 @@ Log = Callable[[str], None]
 # Fields that must match to resume a run (epochs and save_interval may change).
 RESUME_FIELDS = ('dataset', 'arch', 'conditional', 'noise_dim', 'batch_size', 'learning_rate',
                  'beta1', 'ema_decay', 'label_smoothing', 'class_loss_weight', 'seed',
-                 'dtype', 'limit')
-# What a run writes into its workdir; --overwrite removes exactly these.
+                 'dtype', 'limit', 'eval_samples')
+# What a run writes into its workdir.
 OUTPUTS = ('checkpoints', 'generated_samples', 'final_generated_images', 'plots',
            'tensorboard', 'metrics.jsonl', 'report.json', 'run.json')
+# The names gan_jax gives what it writes, by folder ('.': the workdir itself);
+# --overwrite removes exactly these (a folder only once empty), so a user's
+# own files stay. `.tmp-*`: an atomic write cut short (files.py).
+OUTPUT_NAMES = {
+    '.': (r'metrics\.jsonl', r'report\.json', r'run\.json', r'error\.log'),
+    'checkpoints': (r'\d+', r'\d+\.damaged(-\d+)?', r'\d+\.orbax-checkpoint-tmp.*'),
+    'generated_samples': (r'epoch_\d+\.png', r'progression\.gif'),
+    'final_generated_images': (r'img_\d+\.png', r'final_grid\.png', r'final_labeled_grid\.png',
+                               r'labels\.csv', r'label_distribution\.json'),
+    'plots': (r'losses\.png', r'quality\.png', r'label_distribution\.png'),
+    'tensorboard': (r'events\.out\.tfevents\..*',),
+}
 
 GRID_SIDE = 5        # The fixed 5x5 grid (a conditional run: 10x10, a class per row).
 FINAL_IMAGES = 100   # final_generated_images/img_000.png ... img_099.png
@@ -68,6 +86,7 @@ class RunError(errors.GanJaxError):
 class Interrupted(errors.GanJaxError):
   """Training stopped on a signal after saving a checkpoint."""
   exit_code = 130
+  prefix = 'stopped'  # A deliberate stop, not an error.
 
 
 class NonFiniteLossError(errors.GanJaxError):
@@ -133,12 +152,11 @@ def run_info(config: Config, evaluator: '_Evaluator') -> dict[str, Any]:
   }
 
 
-def prepare_workdir(config: Config, log: Log) -> None:
-  """Checks the workdir can hold a run, and clears it on --overwrite.
+def check_workdir(config: Config) -> None:
+  """Checks the workdir can hold a run (before anything is written).
 
   Raises:
-    RunError: the workdir is a file or not writable, or holds another run's
-      outputs without a checkpoint (and --overwrite was not given).
+    RunError: the workdir is a file or not writable.
   """
   workdir = os.path.abspath(config.workdir)
   if os.path.exists(workdir) and not os.path.isdir(workdir):
@@ -153,13 +171,66 @@ def prepare_workdir(config: Config, log: Log) -> None:
   except OSError as e:
     raise RunError(f'--workdir={config.workdir}: cannot write in {parent} ({e.strerror}); '
                    'choose a folder you can write to') from None
-  present = [name for name in OUTPUTS if os.path.exists(os.path.join(workdir, name))]
-  if config.overwrite and present:
-    log(f'--overwrite: removing the earlier run in {workdir} ({", ".join(present)})')
+
+
+def gan_jax_outputs(workdir: str) -> list[str]:
+  """The paths in `workdir` that gan_jax wrote, told by the names it gives them."""
+  found = []
+  for folder, patterns in OUTPUT_NAMES.items():
+    path = os.path.normpath(os.path.join(workdir, folder))
+    if not os.path.isdir(path) or os.path.islink(path):
+      continue
+    for name in sorted(os.listdir(path)):
+      if any(re.fullmatch(p, name) for p in patterns + (r'\.tmp-.*',)):
+        found.append(os.path.join(path, name))
+  return found
+
+
+def _remove_outputs(workdir: str, paths: list[str], strict: bool = True) -> None:
+  """Removes `paths`, then the output folders left empty; with strict=False,
+  goes on past what cannot be removed (cleaning up after a failure)."""
+  for path in paths + [os.path.join(workdir, f) for f in OUTPUT_NAMES if f != '.']:
+    try:
+      if path in paths and os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+      elif path in paths and os.path.lexists(path):
+        os.unlink(path)
+      elif path not in paths and os.path.isdir(path) and not os.listdir(path):
+        os.rmdir(path)
+    except OSError:
+      if strict:
+        raise
+
+
+def _overwrite_message(workdir: str, paths: list[str]) -> str:
+  counts: dict[str, int] = {}
+  for path in paths:
+    top = os.path.relpath(path, workdir).split(os.sep)[0]
+    counts[top] = counts.get(top, 0) + 1
+  removed = ', '.join(f'{name} ({n} entries)' if n > 1 or name in OUTPUT_NAMES else name
+                      for name, n in counts.items())
+  return f'--overwrite: removing the earlier run in {workdir}: {removed}; anything else stays'
+
+
+def prepare_workdir(config: Config, log: Log) -> None:
+  """Checks the workdir can hold a run, and clears it on --overwrite (only
+  what gan_jax wrote: `OUTPUT_NAMES`).
+
+  Raises:
+    RunError: the workdir is a file or not writable, or holds another run's
+      outputs without a checkpoint (and --overwrite was not given).
+  """
+  check_workdir(config)
+  workdir = os.path.abspath(config.workdir)
+  # Not a run's outputs: the error log, and half-written files Orbax or files.py clear.
+  ours = [p for p in gan_jax_outputs(workdir)
+          if not re.fullmatch(r'error\.log|\.tmp-.*|.*\.orbax-checkpoint-tmp.*',
+                              os.path.basename(p))]
+  present = sorted({os.path.relpath(p, workdir).split(os.sep)[0] for p in ours})
+  if config.overwrite and ours:
+    log(_overwrite_message(workdir, ours))
     if multihost.is_main():
-      for name in present:
-        path = os.path.join(workdir, name)
-        shutil.rmtree(path) if os.path.isdir(path) else os.unlink(path)
+      _remove_outputs(workdir, gan_jax_outputs(workdir))
     multihost.sync('overwrite')
   elif present and not checkpoints.has_checkpoint(workdir):
     raise RunError(
@@ -231,14 +302,22 @@ class _Evaluator:
     self.train_features = self.classifier.features(data.images)
     self.real = quality.real_features(self.train_features, data.labels)
 
-  def quality(self, state: train.GANState, key: jax.Array, n: int) -> dict[str, float]:
-    """FD, IS, ... of n new images; a conditional GAN's are asked for the
-    classes in turn, and scored for label agreement too."""
+  def quality(self, state: train.GANState, key: jax.Array, n: int,
+              variables: dict[str, Any] | None = None) -> dict[str, float]:
+    """FD, IS, ... of n new images. A conditional GAN's are asked for every
+    class equally and generated one class at a time (single-class batches, as
+    ``--mode=sample --label=k`` makes them), and scored for label agreement."""
     from gan_jax import quality
-    z = train.sample_noise(key, n, state.noise_dim)
-    labels = np.arange(n) % state.num_classes if state.num_classes else None
-    return quality.evaluate(self.classifier, train.generate(state, z, labels),
-                            self.reference_stats, requested_labels=labels, real=self.real)
+    z = np.asarray(train.sample_noise(key, n, state.noise_dim))
+    if not state.num_classes:
+      generated, labels = train.generate(state, z, variables=variables), None
+    else:
+      labels = np.sort(np.arange(n) % state.num_classes)
+      generated = np.concatenate([
+          train.generate(state, z[labels == c], labels[labels == c], variables=variables)
+          for c in range(state.num_classes)])
+    return quality.evaluate(self.classifier, generated, self.reference_stats,
+                            requested_labels=labels, real=self.real)
 
 
 def class_rows(config: Config, columns: int) -> np.ndarray | None:
@@ -296,14 +375,45 @@ def _initial_progress(config: Config, keys: dict[str, jax.Array], mesh=None) -> 
   return _Progress(state=state, fixed_noise=fixed_noise, history=[], start_epoch=0)
 
 
+def _latest_intact(manager, workdir: str, log: Log) -> int | None:
+  """The newest checkpoint that matches its digest; damaged newer ones are
+  set aside (renamed, kept) with one line each.
+
+  Raises:
+    checkpoints.CheckpointError: checkpoints were there but none is intact.
+  """
+  damaged = []
+  while (latest := manager.latest_step()) is not None:
+    if checkpoints.verify(manager, latest) is not False:
+      return latest
+    # Every process checks; process 0 alone renames (the others only count it).
+    damaged.append(checkpoints.set_aside(manager, latest) if multihost.is_main()
+                   else str(latest))
+    log(f'warning: checkpoint {latest} in {checkpoints.checkpoint_dir(workdir)} is '
+        f'damaged (its files do not match their digest); set aside as {damaged[-1]}')
+    multihost.sync(f'set aside {latest}')
+    manager.reload()
+  if damaged:
+    raise checkpoints.CheckpointError(
+        f'no intact checkpoint is left in {checkpoints.checkpoint_dir(workdir)}: every one '
+        f'was damaged and is set aside ({", ".join(damaged)}); pass --overwrite to start '
+        'over (the damaged ones stay until you delete them)')
+  return None
+
+
 def _resume(manager, config: Config, fresh: _Progress, log: Log) -> _Progress:
-  """The latest checkpoint's progress, or `fresh` when there is none."""
-  latest = manager.latest_step()
+  """The latest intact checkpoint's progress, or `fresh` when there is none."""
+  workdir = os.path.abspath(config.workdir)
+  latest = _latest_intact(manager, workdir, log)
   if latest is None:
     return fresh
-  workdir = os.path.abspath(config.workdir)
-  _check_resumable(checkpoints.read_meta(manager, latest), config,
-                   checkpoints.checkpoint_dir(workdir))
+  meta = checkpoints.read_meta(manager, latest)
+  _check_resumable(meta, config, checkpoints.checkpoint_dir(workdir))
+  if int(meta['epoch']) > config.epochs:
+    raise RunError(f'the checkpoint in {checkpoints.checkpoint_dir(workdir)} is of epoch '
+                   f'{int(meta["epoch"])}, beyond --epochs={config.epochs}; pass '
+                   f'--epochs={int(meta["epoch"])} or more to resume, or --overwrite to '
+                   'start over')
   restored, meta = checkpoints.restore(manager, latest,
                                        checkpoint_tree(fresh.state, fresh.fixed_noise))
   log(f'Resuming from the checkpoint of epoch {int(meta["epoch"])} in '
@@ -314,29 +424,63 @@ def _resume(manager, config: Config, fresh: _Progress, log: Log) -> _Progress:
 
 def _save_checkpoint(manager, config: Config, epoch: int, progress: _Progress) -> None:
   """Every process takes part (Orbax writes each array once)."""
-  checkpoints.save(manager, epoch, checkpoint_tree(progress.state, progress.fixed_noise),
-                   {'epoch': epoch, 'config': config.__dict__, 'history': progress.history})
+  workdir = os.path.abspath(config.workdir)
+  with _write_failures_explained(workdir, f'the checkpoint of epoch {epoch} failed',
+                                 where=os.path.join(checkpoints.checkpoint_dir(workdir),
+                                                    str(epoch))):
+    checkpoints.save(manager, epoch, checkpoint_tree(progress.state, progress.fixed_noise),
+                     {'epoch': epoch, 'config': config.__dict__,
+                      'history': progress.history})
+
+
+def _kept(workdir: str) -> str:
+  """What a failed run leaves to resume from, for its error line."""
+  epoch = checkpoints.latest_epoch(workdir)
+  if epoch is None:
+    return 'no checkpoint was written yet, and what this run wrote is removed'
+  return (f'the checkpoint of epoch {epoch} in {checkpoints.checkpoint_dir(workdir)} '
+          'is kept and metrics.jsonl goes no further than the epochs trained')
 
 
 @contextlib.contextmanager
-def _cleaned_up_on_failure(workdir: str) -> Iterator[None]:
+def _write_failures_explained(workdir: str, what: str, kept: str | None = None,
+                              where: str | None = None) -> Iterator[None]:
+  """Turns a failed write (disk full, permissions...) into one `WriteError`
+  line saying what was kept (default: the last checkpoint) and where (when the
+  error names no path; default: the workdir); other exceptions pass unchanged."""
+  try:
+    yield
+  except errors.GanJaxError:
+    raise
+  except Exception as e:
+    error = errors.write_error(e, what, where or workdir, kept or _kept(workdir))
+    if error is None:
+      raise
+    raise error from e
+
+
+@contextlib.contextmanager
+def _cleaned_up_on_failure(workdir: str, created: tuple[str, ...]) -> Iterator[None]:
   """If the run fails before its first checkpoint, removes what it created.
 
   So the same command, once the cause is fixed, simply runs again. Outputs
-  that were there before this run started are never touched.
+  that were there before this run started are never touched; `created`: the
+  workdir and its lock file, where this run made them (they go too).
   """
-  existed = os.path.isdir(workdir)
-  before = set(os.listdir(workdir)) if existed else set()
+  before = set(gan_jax_outputs(workdir))
   try:
     yield
   except BaseException:
     if multihost.is_main() and not checkpoints.has_checkpoint(workdir):
-      for name in OUTPUTS:
-        path = os.path.join(workdir, name)
-        if name not in before and os.path.lexists(path):
-          shutil.rmtree(path) if os.path.isdir(path) else os.unlink(path)
-      if not existed and os.path.isdir(workdir) and not os.listdir(workdir):
-        os.rmdir(workdir)
+      # Cleaning up must not hide the cause: whatever cannot go stays.
+      _remove_outputs(workdir, [p for p in gan_jax_outputs(workdir) if p not in before],
+                      strict=False)
+      for path in created:  # The lock file, then the workdir if left empty.
+        with contextlib.suppress(OSError):
+          if os.path.isfile(path):
+            os.unlink(path)
+          elif os.path.isdir(path) and not os.listdir(path):
+            os.rmdir(path)
     raise
 
 
@@ -381,9 +525,30 @@ def train_and_evaluate(config: Config, log: Log = print) -> dict[str, Any]:
   evaluator = _Evaluator(config, log)
   if multihost.is_main():  # Only process 0 evaluates.
     evaluator.use_training_data(data)
+  check_workdir(config)
+  workdir = os.path.abspath(config.workdir)
+  lock = workdir_lock.lock_path(workdir)
+  created = tuple(p for p in (lock, workdir) if not os.path.exists(p))
+  with _held(workdir), _write_failures_explained(workdir, 'the run stopped'):
+    return _train_in_workdir(config, data, evaluator, created, t_start, log)
+
+
+@contextlib.contextmanager
+def _held(workdir: str) -> Iterator[None]:
+  """The workdir's exclusive lock, held by process 0 (one run per workdir)."""
+  if not multihost.is_main():
+    yield
+    return
+  with workdir_lock.hold(workdir, exclusive=True, command='training'):
+    yield
+
+
+def _train_in_workdir(config: Config, data: input_pipeline.Split, evaluator: _Evaluator,
+                      created: tuple[str, ...], t_start: float, log: Log) -> dict[str, Any]:
+  """The run once set up and holding the workdir: resume, train, final outputs."""
   prepare_workdir(config, log)
   workdir = os.path.abspath(config.workdir)
-  with _cleaned_up_on_failure(workdir):
+  with _cleaned_up_on_failure(workdir, created):
     keys = _keys(config.seed)
     mesh = train.make_mesh()
     if multihost.is_main():
@@ -401,18 +566,23 @@ def train_and_evaluate(config: Config, log: Log = print) -> dict[str, Any]:
     if multihost.is_main():
       # Drop the log lines of epochs after the checkpoint: they are redone.
       files.write_jsonl(os.path.join(workdir, 'metrics.jsonl'), progress.history)
+      # A report of fewer epochs is no longer this run's: were the final outputs
+      # to fail, it must not make the run look complete.
+      with contextlib.suppress(FileNotFoundError):
+        os.unlink(report_path)
       files.write_json(os.path.join(workdir, 'run.json'), run_info(config, evaluator))
     images_per_s = _train_epochs(config, data, mesh, progress, manager, keys, evaluator, log)
 
   if not multihost.is_main():
     multihost.sync('final outputs')
     return {}
-  report = _final_outputs(config, workdir, multihost.local_copy(progress.state), keys,
-                          evaluator, progress.history, log)
-  report['wall_seconds'] = round(time.time() - t_start, 1)
-  report['mean_images_per_s'] = (round(float(np.mean(images_per_s)), 1)
-                                 if images_per_s else None)
-  files.write_json(report_path, report)
+  with _write_failures_explained(workdir, 'the final outputs failed'):
+    report = _final_outputs(config, workdir, multihost.local_copy(progress.state), keys,
+                            evaluator, progress.history, log)
+    report['wall_seconds'] = round(time.time() - t_start, 1)
+    report['mean_images_per_s'] = (round(float(np.mean(images_per_s)), 1)
+                                   if images_per_s else None)
+    files.write_json(report_path, report)
   _print_summary(workdir, report, log)
   multihost.sync('final outputs')
   return report
@@ -484,20 +654,21 @@ def _train_epochs(config: Config, data: input_pipeline.Split, mesh, progress: _P
       if is_save_epoch(epoch, config):
         record.update(_save_epoch_outputs(config, epoch, progress, keys, evaluator, write, tb))
       progress.history.append(record)
-      if multihost.is_main():
-        files.write_jsonl(os.path.join(workdir, 'metrics.jsonl'), progress.history)
-      if tb:
-        tb.scalars(epoch, record)
       # A signal to any process stops them all at the same epoch.
       stop = multihost.any_process(interrupt['stop'])
       if is_save_epoch(epoch, config) or stop:
         _save_checkpoint(manager, config, epoch, progress)
-        if multihost.is_main():
-          _write_plots(workdir, progress.history, evaluator.reference)
+      # Only now is the epoch logged: one whose checkpoint failed is not claimed.
+      if multihost.is_main():
+        files.write_jsonl(os.path.join(workdir, 'metrics.jsonl'), progress.history)
+      if tb:
+        tb.scalars(epoch, record)
+      if (is_save_epoch(epoch, config) or stop) and multihost.is_main():
+        _write_plots(workdir, progress.history, evaluator.reference)
       if stop:
         bar.close()
         raise Interrupted(
-            f'stopped after epoch {epoch}/{config.epochs}; checkpoint saved in '
+            f'after epoch {epoch}/{config.epochs} on a signal; checkpoint saved in '
             f'{checkpoints.checkpoint_dir(workdir)}. Run the same command again to resume.')
   bar.close()
   if tb:
@@ -517,14 +688,15 @@ def _save_epoch_outputs(config: Config, epoch: int, progress: _Progress,
     return {}
   workdir = os.path.abspath(config.workdir)
   state = multihost.local_copy(progress.state)
+  variables = train.sampling_variables(state)
   side = grid_side(config)
   grid_images = train.generate(state, multihost.local_copy(progress.fixed_noise),
-                               class_rows(config, side))
+                               class_rows(config, side), variables=variables)
   images.save_grid(os.path.join(workdir, 'generated_samples', f'epoch_{epoch:02d}.png'),
                    grid_images, side, side)
   t_eval = time.time()
   q = evaluator.quality(state, jax.random.fold_in(keys['eval'], epoch),
-                        config.eval_samples)
+                        config.eval_samples, variables)
   agreement = (f' | label agreement {q["label_agreement"]:.1%}'
                if 'label_agreement' in q else '')
   write(f'  quality at epoch {epoch}: FD {q["fd"]:.2f} | IS {q["is"]:.2f} '
@@ -661,14 +833,47 @@ def _print_summary(workdir: str, report: dict[str, Any], log: Log) -> None:
     log(line)
 
 
-def load_latest_run(config: Config) -> tuple[train.GANState, Config, int]:
-  """The generator state of the latest checkpoint in `config.workdir`, the run's
-  own configuration (from the checkpoint) and its epoch: what --mode=sample and
-  --mode=export start from.
+def sample_from_run(config: Config, log: Log = print) -> list[str]:
+  """Writes `config.num_samples` PNGs from the latest generator of `config.workdir`.
+
+  The run's own configuration (arch, noise_dim, dtype...) is read from its
+  checkpoint; `config.seed` picks the noise.
+
+  Raises:
+    RunError: no checkpoint in the workdir, or the sample dir is unusable.
+    checkpoints.CheckpointError: the checkpoint is corrupt.
+    workdir_lock.WorkdirBusy: a run is training in the workdir.
+    errors.WriteError: the images cannot be written (one line).
+  """
+  workdir = os.path.abspath(config.workdir)
+  with workdir_lock.hold(workdir, exclusive=False, command='sampling'), \
+       _write_failures_explained(workdir, 'sampling failed',
+                                 f'the run in {workdir} is unchanged'):
+    return _sample(config, workdir, log)
+
+
+def _intact_for_reading(manager, workdir: str, log: Log) -> int:
+  """The newest checkpoint matching its digest (a reader renames nothing)."""
+  for epoch in sorted(manager.all_steps(), reverse=True):
+    if checkpoints.verify(manager, epoch) is not False:
+      return epoch
+    log(f'warning: checkpoint {epoch} in {checkpoints.checkpoint_dir(workdir)} is damaged '
+        '(its files do not match their digest); using an earlier one (the next '
+        'training run sets it aside)')
+  raise checkpoints.CheckpointError(
+      f'no intact checkpoint in {checkpoints.checkpoint_dir(workdir)}: every one is damaged; '
+      'train the run again (--overwrite) or restore the folder from a backup')
+
+
+def load_latest_run(config: Config, log: Log = print
+                    ) -> tuple[train.GANState, Config, int]:
+  """The generator state of the newest intact checkpoint in `config.workdir`,
+  the run's own configuration (from the checkpoint) and its epoch: what
+  --mode=sample and --mode=export start from. The caller holds the workdir.
 
   Raises:
     RunError: no checkpoint, or `config.label` asked of an unconditional run.
-    checkpoints.CheckpointError: the checkpoint is corrupt.
+    checkpoints.CheckpointError: the checkpoints are damaged.
   """
   workdir = os.path.abspath(config.workdir)
   if not checkpoints.has_checkpoint(workdir):
@@ -676,7 +881,7 @@ def load_latest_run(config: Config) -> tuple[train.GANState, Config, int]:
                    f'({checkpoints.checkpoint_dir(workdir)} is missing or empty); '
                    'train a run there first')
   manager = checkpoints.make_manager(workdir, create=False)
-  epoch = manager.latest_step()
+  epoch = _intact_for_reading(manager, workdir, log)
   meta = checkpoints.read_meta(manager, epoch)
   run_config = Config(**{k: v for k, v in meta['config'].items()
                          if k in Config.__dataclass_fields__})
@@ -690,21 +895,12 @@ def load_latest_run(config: Config) -> tuple[train.GANState, Config, int]:
   return restored['gan'], run_config, epoch
 
 
-def sample_from_run(config: Config, log: Log = print) -> list[str]:
-  """Writes `config.num_samples` PNGs from the latest generator of `config.workdir`.
-
-  The run's own configuration (arch, noise_dim, dtype...) is read from its
-  checkpoint; `config.seed` picks the noise.
-
-  Raises:
-    RunError: no checkpoint in the workdir, or the sample dir is unusable.
-    checkpoints.CheckpointError: the checkpoint is corrupt.
-  """
-  workdir = os.path.abspath(config.workdir)
+def _sample(config: Config, workdir: str, log: Log) -> list[str]:
+  """`sample_from_run` once the workdir is held."""
   sample_dir = os.path.abspath(config.sample_dir or os.path.join(workdir, 'samples'))
   if os.path.exists(sample_dir) and not os.path.isdir(sample_dir):
     raise RunError(f'--sample_dir={sample_dir} is a file; choose a folder')
-  state, run_config, epoch = load_latest_run(config)
+  state, run_config, epoch = load_latest_run(config, log)
   key = jax.random.fold_in(_keys(config.seed)['sample'], config.num_samples)
   z = train.sample_noise(key, config.num_samples, run_config.noise_dim)
   labels, what = None, ''

@@ -41,3 +41,41 @@ def test_a_deleted_file_gives_an_error_naming_the_checkpoint(tmp_path):
   os.remove(os.path.join(state_dir, 'manifest.ocdbt'))
   with pytest.raises(checkpoints.CheckpointError, match=r'checkpoints/1 .*--overwrite'):
     checkpoints.restore(checkpoints.make_manager(str(tmp_path)), 1, _tree())
+
+
+def test_a_digest_is_written_and_a_changed_byte_fails_it(tmp_path):
+  manager = checkpoints.make_manager(str(tmp_path))
+  checkpoints.save(manager, 1, _tree(), {'epoch': 1})
+  step = os.path.join(checkpoints.checkpoint_dir(str(tmp_path)), '1')
+  assert os.path.exists(os.path.join(step, checkpoints.DIGEST))
+  assert checkpoints.verify(manager, 1) is True
+  paths = [os.path.join(r, n) for r, _, names in os.walk(os.path.join(step, 'state'))
+           for n in names]
+  largest = max(paths, key=os.path.getsize)
+  with open(largest, 'r+b') as f:
+    f.seek(os.path.getsize(largest) // 2)
+    byte = f.read(1)
+    f.seek(-1, 1)
+    f.write(bytes([byte[0] ^ 1]))
+  assert checkpoints.verify(manager, 1) is False
+
+
+def test_a_checkpoint_without_a_digest_is_unchecked(tmp_path):
+  manager = checkpoints.make_manager(str(tmp_path))
+  checkpoints.save(manager, 1, _tree(), {'epoch': 1})
+  os.remove(os.path.join(checkpoints.checkpoint_dir(str(tmp_path)), '1', checkpoints.DIGEST))
+  assert checkpoints.verify(manager, 1) is None  # Written by an older version: restored.
+  restored, meta = checkpoints.restore(manager, 1, _tree(1))
+  assert meta == {'epoch': 1}
+
+
+def test_set_aside_renames_outside_orbaxs_steps_and_never_deletes(tmp_path):
+  manager = checkpoints.make_manager(str(tmp_path))
+  for epoch in (1, 2):
+    checkpoints.save(manager, epoch, _tree(), {'epoch': epoch})
+  path = checkpoints.set_aside(manager, 2)
+  assert path.endswith(os.path.join('checkpoints', '2.damaged')) and os.path.isdir(path)
+  manager.reload()
+  assert manager.latest_step() == 1 and checkpoints.latest_epoch(str(tmp_path)) == 1
+  checkpoints.save(manager, 2, _tree(), {'epoch': 2})
+  assert checkpoints.set_aside(manager, 2).endswith('2.damaged-2')

@@ -152,3 +152,30 @@ def test_distributed_flags_are_checked(tmp_path):
     result = subprocess.run([sys.executable, RUN, *args, f'--workdir={tmp_path}/run'],
                             capture_output=True, text=True, env=_env(), timeout=120)
     assert result.returncode == 2 and message in result.stderr, (args, result.stderr)
+
+
+def test_a_killed_peer_stops_the_other_with_one_line_and_the_same_commands_resume(
+    tmp_path, data_dir, classifier_dir):
+  workdir = tmp_path / 'run'
+  args = _run_args(workdir, data_dir, classifier_dir, epochs=1000)
+  processes = _start_processes(args)
+  deadline = time.time() + 300
+  while not (workdir / 'checkpoints' / '1' / 'digest.json').exists():
+    assert time.time() < deadline and processes[0].poll() is None
+    time.sleep(0.2)
+  processes[1].kill()  # kill -9 of the process that is not the coordinator.
+  start = time.time()
+  rc, _, err = _wait(processes[:1], timeout=120)[0]
+  processes[1].wait()
+  assert rc == 5 and time.time() - start < 60, err[-3000:]
+  assert 'Traceback' not in err
+  line, = [l for l in err.splitlines() if l.startswith('error:')]
+  assert line.startswith('error: --distributed: process 1 of 2 stopped answering (')
+  assert f'the checkpoint of epoch ' in line and str(workdir / 'checkpoints') in line
+  assert line.endswith('run the same commands again to resume from it')
+  kept = max(int(n) for n in os.listdir(workdir / 'checkpoints') if n.isdigit())
+  resumed = _wait(_start_processes(_run_args(workdir, data_dir, classifier_dir,
+                                             epochs=kept + 1)))
+  for rc, _, err in resumed:
+    assert rc == 0, err[-3000:]
+  assert f'Resuming from the checkpoint of epoch {kept}' in resumed[0][1]

@@ -192,6 +192,7 @@ def test_sigint_saves_a_checkpoint_and_resume_continues(tmp_path, classifier_dir
   out, err = proc.communicate(timeout=120)
   assert proc.returncode == 130, err
   assert 'Run the same command again to resume' in err
+  assert err.strip().splitlines()[-1].startswith('stopped: after epoch ')  # Not an error.
   checkpoints = os.listdir(workdir / 'checkpoints')
   assert len(checkpoints) == 1
   saved_epoch = int(checkpoints[0])

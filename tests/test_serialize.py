@@ -27,9 +27,7 @@ print(','.join(exported.platforms))
 @pytest.mark.slow
 def test_serialized_generator_gives_the_librarys_images_in_a_process_without_gan_jax(
     tmp_path):
-  # A network without BatchNorm: train.generate normalises BatchNorm with each
-  # batch's statistics, the serialized generator with the running ones.
-  config = Config(arch='mlp', conditional=True)
+  config = Config(arch='mlp_bn', conditional=True)  # BatchNorm's statistics go in too.
   state = train.create_state(config, jax.random.PRNGKey(1))
   path = tmp_path / serialize.FILE
   path.write_bytes(serialize.export_generator(state).serialize())

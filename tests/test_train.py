@@ -158,19 +158,49 @@ def test_generate_in_batches_with_an_uneven_last_batch():
   np.testing.assert_allclose(out[4:], train.generate(state, z[4:], batch_size=4), atol=1e-6)
 
 
-def test_generate_uses_batch_statistics_and_leaves_running_averages():
-  state = _state('dcgan')
-  before = jax.device_get(state.generator.batch_stats)
-  z = jax.random.normal(jax.random.PRNGKey(0), (8, 100))
-  out = train.generate(state, z)
-  # Batch statistics: each BatchNorm output is centred over the batch, so
-  # the images differ from a running-average (inference-mode) forward pass.
-  g = state.generator
-  inference = g.apply_fn({'params': g.params, 'batch_stats': g.batch_stats}, z, train=False)
-  assert not np.allclose(out, inference, atol=1e-3)
-  for a, b in zip(jax.tree_util.tree_leaves(before),
+@pytest.mark.parametrize('conditional', [False, True])
+@pytest.mark.parametrize('arch', ['dcgan', 'mlp', 'mlp_bn'])
+def test_an_image_depends_on_its_own_noise_and_label_only(arch, conditional):
+  state = _state(arch, conditional=conditional)
+  z = np.asarray(jax.random.normal(jax.random.PRNGKey(0), (1000, 100)))
+  mixed = np.arange(1000) % 10
+  alone = train.generate(state, z[:1], mixed[:1])[0]
+  in_mixed_batch = train.generate(state, z, mixed, batch_size=1000)[0]
+  own = np.full(1000, mixed[0])  # A batch of its own label (the same noise everywhere).
+  in_own_batch = train.generate(state, np.repeat(z[:1], 1000, axis=0), own, batch_size=1000)[0]
+  # float32 rounding of a few layers of products of length <= 12,800 (the DCGAN's
+  # dense input is 100 or 132 wide, its convolutions 25 * 256): far below 1e-4.
+  np.testing.assert_allclose(in_mixed_batch, alone, atol=1e-4)
+  np.testing.assert_allclose(in_own_batch, alone, atol=1e-4)
+  # A single image still spreads over the pixel range (not a flat grey square).
+  assert alone.std() > 0.05
+
+
+def test_standing_statistics_are_the_mean_batch_statistics_of_the_sampling_weights():
+  state = _state('mlp_bn', conditional=True, ema_decay=0.9)
+  state, _ = train.run_chunk(state, _batches(), jax.random.PRNGKey(7))
+  running = jax.device_get(state.generator.batch_stats)
+  stats = train.sampling_variables(state)['batch_stats']['bn0']
+  # The plain definition for the first BatchNorm: its input is dense0 of
+  # [noise, label embedding], under the EMA weights, over each standing batch.
+  ema = jax.device_get(state.generator_ema)
+  size = train.STANDING_STATS_BATCH_SIZE
+  means, variances = [], []
+  for i in range(train.STANDING_STATS_BATCHES):
+    z = jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(0), i), (size, 100))
+    labels = np.arange(size) % 10
+    x = np.concatenate([z, ema['label_embedding']['embedding'][labels]], axis=1)
+    h = x @ ema['dense0']['kernel'] + ema['dense0']['bias']
+    means.append(h.mean(axis=0))
+    variances.append(h.var(axis=0))
+  np.testing.assert_allclose(stats['mean'], np.mean(means, axis=0), rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(stats['var'], np.mean(variances, axis=0), rtol=1e-4, atol=1e-5)
+  # Sampling reads the running averages of training, and leaves them as they are.
+  train.generate(state, np.zeros((4, 100), np.float32), [0, 1, 2, 3])
+  for a, b in zip(jax.tree_util.tree_leaves(running),
                   jax.tree_util.tree_leaves(state.generator.batch_stats)):
     np.testing.assert_array_equal(a, b)
+  assert not np.allclose(running['bn0']['mean'], stats['mean'], atol=1e-3)
 
 
 def test_generator_ema_follows_the_parameters_with_a_warm_up():
