@@ -27,15 +27,14 @@ import io
 import json
 import os
 import shutil
-import struct
 import tempfile
 import time
 import zipfile
-import zlib
 from typing import Any, Callable
 
 import jax
 import numpy as np
+from PIL import Image
 
 from gan_jax import (datasets, errors, feature_cache, files, images, input_pipeline,
                      quality, serialize, train, trainer, workdir_lock)
@@ -160,20 +159,12 @@ def draw(state: train.GANState, run_config: Config, config: Config, classifier
       f'drawn were that sure, fewer than --num_samples={n:,}; lower --min_confidence')
 
 
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-  return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))
-
-
 def encode_png(image: np.ndarray) -> bytes:
-  """A grayscale uint8 (H, W) image as PNG bytes: the format's minimal form
-  (IHDR, one IDAT, IEND), 3x faster than Pillow's encoder for 28x28 images,
-  which matters when writing 60,000 of them. Deterministic."""
-  h, w = image.shape
-  rows = np.concatenate([np.zeros((h, 1), np.uint8), image], axis=1)  # Filter 0 per row.
-  return (b'\x89PNG\r\n\x1a\n'
-          + _png_chunk(b'IHDR', struct.pack('>IIBBBBB', w, h, 8, 0, 0, 0, 0))
-          + _png_chunk(b'IDAT', zlib.compress(rows.tobytes(), PNG_COMPRESS_LEVEL))
-          + _png_chunk(b'IEND', b''))
+  """A grayscale uint8 (H, W) image as PNG bytes (Pillow, fast zlib level)."""
+  buffer = io.BytesIO()
+  Image.fromarray(image, mode='L').save(buffer, format='PNG',
+                                        compress_level=PNG_COMPRESS_LEVEL)
+  return buffer.getvalue()
 
 
 def file_names(labels: np.ndarray) -> list[str]:
