@@ -23,18 +23,13 @@ PLATFORMS = ('cpu', 'cuda', 'tpu')
 FILE = 'generator.jax'
 
 
-def sampling_variables(state: train.GANState) -> dict[str, Any]:
-  """The flax variables the serialized generator samples with (applied with
-  train=False): those of `train.generate`, so the file draws the same images."""
-  return train.sampling_variables(state)
-
-
 def export_generator(state: train.GANState, platforms: tuple[str, ...] = PLATFORMS
                      ) -> jax.export.Exported:
   """The generator as a `jax.export.Exported`: (noise (B, noise_dim) float32,
   labels (B,) int32; ignored by an unconditional generator) -> images
   (B, 28, 28, 1) float32 in [-1, 1], for any batch size B."""
-  variables = jax.device_get(sampling_variables(state))
+  # The variables `train.generate` samples with, so the file draws the same images.
+  variables = jax.device_get(train.sampling_variables(state))
   apply_fn = state.generator.apply_fn
 
   def generate(z: jax.Array, labels: jax.Array) -> jax.Array:

@@ -738,10 +738,12 @@ def _final_outputs(config: Config, workdir: str, state: train.GANState,
   from gan_jax import labels
   out = os.path.join(workdir, 'final_generated_images')
   z = train.sample_noise(keys['final'], FINAL_IMAGES, config.noise_dim)
-  final = train.generate(state, z, class_rows(config, FINAL_IMAGES // datasets.NUM_CLASSES))
+  variables = train.sampling_variables(state)  # Once, for these and the final checks.
+  final = train.generate(state, z, class_rows(config, FINAL_IMAGES // datasets.NUM_CLASSES),
+                         variables=variables)
   names = images.save_images(out, final)
   images.save_grid(os.path.join(out, 'final_grid.png'), final, 10, 10)
-  extra = _final_checks(config, out, final, keys, state, evaluator, log)
+  extra = _final_checks(config, out, final, keys, state, variables, evaluator, log)
   label_report = labels.label_report(evaluator.classifier, final, names)
   labels.write_label_outputs(label_report, out, final)
   log('Labels of the 100 final images (domain classifier):')
@@ -775,7 +777,8 @@ CAS_IMAGES = 10_000
 
 
 def _final_checks(config: Config, out: str, final: np.ndarray, keys: dict[str, jax.Array],
-                  state: train.GANState, evaluator: _Evaluator, log: Log) -> dict[str, Any]:
+                  state: train.GANState, variables: dict[str, Any], evaluator: _Evaluator,
+                  log: Log) -> dict[str, Any]:
   """The memorisation check (nearest_train.png and its ratio) and, for a
   conditional run, the CAS of CAS_IMAGES images; {} without training features."""
   from gan_jax import cas, memorisation
@@ -784,7 +787,8 @@ def _final_checks(config: Config, out: str, final: np.ndarray, keys: dict[str, j
   key = jax.random.fold_in(keys['final'], 1)
   n = CAS_IMAGES if config.conditional else MEMORISATION_IMAGES
   requested = np.arange(n) % datasets.NUM_CLASSES if config.conditional else None
-  generated = train.generate(state, train.sample_noise(key, n, config.noise_dim), requested)
+  generated = train.generate(state, train.sample_noise(key, n, config.noise_dim), requested,
+                             variables=variables)
   test = input_pipeline.load_split(config.dataset, 'test', config.data_dir,
                                    limit=MEMORISATION_IMAGES)
   final_features = evaluator.classifier.features(final)
