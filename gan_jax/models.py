@@ -33,7 +33,7 @@ losses and optimizer state are float32 whatever the compute dtype.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -81,7 +81,10 @@ class DCGANGenerator(nn.Module):
 
   `batch_norm_momentum`: of the BatchNorm running averages (Keras' 0.99); 0
   makes a training-mode call store exactly its batch's statistics.
+  `standing_stats_images`: how many images the sampling statistics average
+  (`train.sampling_variables`); fewer than the MLP's, as each costs ~40x more.
   """
+  standing_stats_images: ClassVar[int] = 10_000
   dtype: Dtype = jnp.float32
   num_classes: int = 0
   batch_norm_momentum: float = 0.99
@@ -126,8 +129,10 @@ class MLPGenerator(nn.Module):
   """Fully connected generator: noise -> 256 -> 512 -> 1024 -> 784 -> (28, 28, 1).
 
   Hidden layers: LeakyReLU(0.2), or with `batch_norm` BatchNorm then ReLU
-  (`batch_norm_momentum` as in `DCGANGenerator`).
+  (`batch_norm_momentum` as in `DCGANGenerator`). Its sampling statistics
+  average 100,000 images (docs/quality.md, "Sampling statistics").
   """
+  standing_stats_images: ClassVar[int] = 100_000
   dtype: Dtype = jnp.float32
   num_classes: int = 0
   batch_norm: bool = False

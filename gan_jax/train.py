@@ -57,8 +57,8 @@ class GANState:
 
   `generator_ema` holds the EMA of the generator's parameters; samples and
   evaluations use it when `ema_decay` > 0. `noise_dim`, `ema_decay`,
-  `label_smoothing`, `num_classes` (0: unconditional), `class_loss_weight`
-  and `batch_statistics_fn` are static (part of the compiled step).
+  `label_smoothing`, `num_classes` (0: unconditional), `class_loss_weight`,
+  `batch_size` and the standing statistics' settings are static.
   """
   generator: TrainState
   discriminator: TrainState
@@ -71,6 +71,9 @@ class GANState:
   # The generator's apply function with BatchNorm momentum 0: a training-mode
   # call stores its batch's statistics (`sampling_variables`). None without BatchNorm.
   batch_statistics_fn: Any = struct.field(pytree_node=False, default=None)
+  # Those statistics average this many batches of the training batch size.
+  standing_stats_batches: int = struct.field(pytree_node=False, default=0)
+  batch_size: int = struct.field(pytree_node=False, default=32)
 
   @property
   def sampling_params(self) -> Any:
@@ -112,7 +115,10 @@ def create_state(config: Config, rng: jax.Array) -> GANState:
                   label_smoothing=config.label_smoothing, num_classes=num_classes,
                   class_loss_weight=config.class_loss_weight,
                   batch_statistics_fn=(generator.clone(batch_norm_momentum=0.0).apply
-                                       if has_batch_norm else None))
+                                       if has_batch_norm else None),
+                  standing_stats_batches=-(-generator.standing_stats_images
+                                           // config.batch_size),
+                  batch_size=config.batch_size)
 
 
 def _with_generator(state: GANState, g: TrainState) -> GANState:
@@ -306,36 +312,31 @@ def epoch_batches(key: jax.Array, num_examples: int, steps: int, batch_size: int
   return perm[:steps * batch_size].reshape(steps, batch_size).astype(jnp.int32)
 
 
-# Standing statistics (`sampling_variables`): this many batches of this many
-# mixed-label images, from a fixed key.
-STANDING_STATS_BATCHES = 4
-STANDING_STATS_BATCH_SIZE = 500
-
-
 @jax.jit
 def sampling_variables(state: GANState) -> dict[str, Any]:
   """The variables the generator samples with, in inference mode (train=False).
 
   The EMA (or raw) weights and, with BatchNorm, standing statistics (as BigGAN
   samples): each BatchNorm's batch mean and variance under these weights,
-  averaged over mixed-label batches from a fixed key. So an image depends on
-  its own noise and label only, whatever else is in its batch; the running
-  averages are not used, as they follow the raw weights and lag behind them.
+  averaged over mixed-label batches of the training batch size (the variance
+  of a batch of B is (B-1)/B of the population's, and the generator learned
+  with it) from a fixed key. So an image depends on its own noise and label
+  only; the running averages are not used, as they follow the raw weights.
   """
   params = state.sampling_params
   if state.batch_statistics_fn is None:
     return {'params': params}
-  size = STANDING_STATS_BATCH_SIZE
+  size = state.batch_size
 
   def batch_statistics(i):
     z = jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(0), i), (size, state.noise_dim))
-    labels = jnp.arange(size, dtype=jnp.int32) % max(state.num_classes, 1)
+    labels = (jnp.arange(size, dtype=jnp.int32) + i * size) % max(state.num_classes, 1)
     _, updates = state.batch_statistics_fn(
         {'params': params, 'batch_stats': state.generator.batch_stats}, z, labels,
         train=True, mutable=['batch_stats'])
     return updates['batch_stats']
 
-  stats = jax.lax.map(batch_statistics, jnp.arange(STANDING_STATS_BATCHES))
+  stats = jax.lax.map(batch_statistics, jnp.arange(state.standing_stats_batches))
   return {'params': params,
           'batch_stats': jax.tree_util.tree_map(lambda x: x.mean(axis=0), stats)}
 

@@ -184,11 +184,13 @@ def test_standing_statistics_are_the_mean_batch_statistics_of_the_sampling_weigh
   # The plain definition for the first BatchNorm: its input is dense0 of
   # [noise, label embedding], under the EMA weights, over each standing batch.
   ema = jax.device_get(state.generator_ema)
-  size = train.STANDING_STATS_BATCH_SIZE
+  # Batches of the training batch size, as many as make 100,000 images.
+  size = state.batch_size
+  assert state.standing_stats_batches * size >= 100_000
   means, variances = [], []
-  for i in range(train.STANDING_STATS_BATCHES):
+  for i in range(state.standing_stats_batches):
     z = jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(0), i), (size, 100))
-    labels = np.arange(size) % 10
+    labels = (np.arange(size) + i * size) % 10
     x = np.concatenate([z, ema['label_embedding']['embedding'][labels]], axis=1)
     h = x @ ema['dense0']['kernel'] + ema['dense0']['bias']
     means.append(h.mean(axis=0))
