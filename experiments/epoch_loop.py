@@ -15,8 +15,7 @@ machine). The path:
   (default)  `train.run_chunk` as the package runs it;
   --scan     one `lax.scan` per chunk (`train.run_chunk`, what the package runs);
   --no-scan  one jitted `train.train_batch` call per step, a Python loop (the
-             per-step path `run_chunk` took on CPU before the loop became one
-             scan everywhere).
+             per-step alternative to the scan).
 
 Usage:
   python experiments/epoch_loop.py --arch=dcgan --batch_size=128 [--scan|--no-scan]

@@ -7,7 +7,7 @@ comma-separated; every other flag is run.py's:
 
   VARIANT=bnG,mbstd python experiments/quality_variants.py --epochs=10 --workdir=runs/x
 
-  bnG        BatchNorm + ReLU in the MLP generator (now `--arch=mlp_bn`)
+  bnG        BatchNorm + ReLU in the MLP generator (the package's `--arch=mlp_bn`)
   widerG     MLP generator 512 -> 1024 -> 1024 (instead of 256 -> 512 -> 1024)
   dropD=P    dropout P after each hidden layer of the MLP discriminator
   wideD      MLP discriminator 1024 -> 512 -> 256

@@ -1,9 +1,9 @@
 """A finished run's quality sampled two ways: BatchNorm batch statistics vs standing statistics.
 
-Batch statistics (how gan_jax sampled before `train.sampling_variables`):
-each generated batch is normalised with its own mean and variance, so an
-image depends on the rest of its batch. Standing statistics (how it samples
-now): fixed statistics of the sampling weights, so it does not. For the
+Batch statistics: each generated batch is normalised with its own mean and
+variance, so an image depends on the rest of its batch. Standing statistics
+(`train.sampling_variables`, how gan_jax samples): fixed statistics of the
+sampling weights, so it does not. For the
 run's final checkpoint this prints, as JSON lines:
 
 * FD and IS of the run's final evaluation images (same noise, classes in

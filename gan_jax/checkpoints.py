@@ -1,20 +1,16 @@
 """Checkpoints of a run, through Orbax's CheckpointManager.
 
-A checkpoint (``WORKDIR/checkpoints/<epoch>/``) holds two items:
-
-* ``state``: the arrays (`trainer.checkpoint_tree`: both TrainStates with
-  parameters, batch statistics and optimizer state, the generator EMA, and
-  the fixed grid noise), saved with
-  ``StandardSave`` and restored against an abstract target of the same tree;
-* ``meta``: JSON (the epoch, the configuration that must match to resume, and
-  the metrics history).
+A checkpoint (``WORKDIR/checkpoints/<epoch>/``) holds ``state``, the arrays of
+`trainer.checkpoint_tree` (both TrainStates, the generator EMA, the fixed grid
+noise; restored against an abstract target of the same tree), and ``meta``,
+JSON (the epoch, the configuration that must match to resume, the metrics
+history).
 
 Orbax writes each checkpoint into a temporary folder and renames it when
-complete, so a kill leaves either the old set or the new one. Once saved,
-``digest.json`` beside the two items records the sha256 of every file;
-`verify` checks it before a restore, and `set_aside` renames a damaged
-checkpoint to ``<epoch>.damaged`` (kept, but no longer a step to Orbax).
-Checkpoints of older versions have no digest and are restored unchecked.
+complete, so a kill leaves either the old set or the new one. ``digest.json``
+records the sha256 of every file; `verify` checks it before a restore, and
+`set_aside` renames a damaged checkpoint to ``<epoch>.damaged`` (kept, but not
+a step to Orbax). A checkpoint without a digest is restored unchecked.
 """
 
 from __future__ import annotations

@@ -55,7 +55,7 @@ class TrainConfig:
   test_limit: int | None = None
 
 
-# The settings of the shipped classifiers (figures in the README).
+# The settings of the shipped classifiers (figures in docs/quality.md).
 DEFAULT_TRAIN_CONFIGS = {
     'mnist': TrainConfig(epochs=6),
     'fashion_mnist': TrainConfig(epochs=10),
@@ -190,15 +190,13 @@ def train_classifier(dataset: str, data_dir: str, config: TrainConfig | None = N
                      ) -> tuple[Classifier, dict[str, Any]]:
   """Trains the CNN on the train split and measures its test accuracy.
 
-  Deterministic for a given config on one machine (seeded initialisation,
-  shuffling and dropout).
+  Deterministic for a given config on one machine (seeded throughout).
 
   Args:
     dataset: 'mnist', 'fashion' or 'fashion_mnist'.
     data_dir: the TFDS data folder.
     config: training settings; None: `DEFAULT_TRAIN_CONFIGS[dataset]`.
-    progress: show a tqdm bar (only when stdout is a terminal); otherwise one
-      log line per epoch.
+    progress: a tqdm bar on a terminal, else one log line per epoch.
     log: where status lines go.
 
   Returns:

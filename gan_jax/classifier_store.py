@@ -1,21 +1,16 @@
 """Where domain classifiers live: shipped inside the package, or a folder of yours.
 
-FD and IS are only comparable between users and machines when everyone scores
-with the same classifier (TF-GAN ships its frozen MNIST classifier for this
-reason), so gan_jax ships one per dataset in ``gan_jax/classifiers/<name>/``
-and uses it by default. Rebuild them with::
-
-  python -m gan_jax.classifier_store --data_dir=../shared/tfds
-
-A classifier folder holds::
+FD and IS compare between users and machines only when everyone scores with
+the same classifier, so gan_jax ships one per dataset in
+``gan_jax/classifiers/<name>/`` (rebuilt by ``python -m
+gan_jax.classifier_store --data_dir=DIR``). A classifier folder holds::
 
   params/          Orbax checkpoint of the weights
   reference.npz    feature mean/covariance of the real test set (for FD)
   reference.json   the real test set's IS, label entropy, coverage, confidence
   classifier.json  dataset, versions, test accuracy, training settings, the
-                   weights' SHA-256. Written last: it marks the folder complete.
-
-Loading checks all of it; anything inconsistent raises
+                   weights' SHA-256; written last, it marks the folder complete.
+Loading checks all of it: anything inconsistent raises
 `ClassifierCheckpointError` rather than scoring with the wrong network.
 """
 

@@ -1,21 +1,17 @@
 """--mode=export: a trained run's images as a labelled dataset that code
-without gan_jax loads.
+without gan_jax loads (docs/export.md).
 
-  DIR/train/<label>/NNNNN.png  class folders 0-9, all ten present: the layout of
-                               tfds.folder_dataset.ImageFolder(DIR), Keras'
-                               image_dataset_from_directory(DIR/train) and
-                               torchvision's ImageFolder(DIR/train)
+  DIR/train/<label>/NNNNN.png  class folders 0-9, all ten present (the layout
+                               of TFDS's, Keras' and torchvision's ImageFolder)
   DIR/data.npz                 x (N, 28, 28) uint8, y (N,) uint8, as
                                keras.datasets.mnist.load_data() gives them
-  DIR/labels.csv               file, label, class_name, classifier_label,
-                               classifier_confidence
-  DIR/generator.jax            the generator, serialized with jax.export for
-                               cpu, cuda and tpu (gan_jax.serialize)
+  DIR/labels.csv               file, label, class name, classifier's label, confidence
+  DIR/generator.jax            the generator, serialized with jax.export
   DIR/manifest.json            source run, labelling, counts, quality
 
-The folder is built beside DIR in a temporary folder and renamed into place,
-so it is complete or absent. A non-empty DIR is replaced only with --overwrite,
-and only when it is an earlier export (its manifest.json says so).
+Built beside DIR and renamed into place, so it is complete or absent. A
+non-empty DIR is replaced only with --overwrite, and only when it is an
+earlier export (its manifest.json says so).
 """
 
 from __future__ import annotations

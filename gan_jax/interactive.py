@@ -75,9 +75,9 @@ def ask_lab_parameters(defaults: Config, input_fn: Callable[[str], str] = input,
   """Asks for dataset, epochs, batch size, noise size, learning rate and
   save interval, in that order.
 
-  An empty answer takes the default shown in brackets; an invalid answer is
-  re-asked with the reason. The save interval's default is capped at the
-  chosen number of epochs so that an empty answer is always valid.
+  An empty answer takes the default in brackets; an invalid one is re-asked
+  with the reason. The save interval's default is capped at the chosen epochs.
+  Input that ends (EOF) before all answers are given raises SystemExit.
 
   Args:
     defaults: the values offered as defaults.
@@ -85,11 +85,7 @@ def ask_lab_parameters(defaults: Config, input_fn: Callable[[str], str] = input,
     print_fn: shows messages (like `print`).
 
   Returns:
-    Config field names to values: `dataset`, `epochs`, `batch_size`,
-    `noise_dim`, `learning_rate`, `save_interval`; pass to `Config.replace`.
-
-  Raises:
-    SystemExit: input ended (EOF) before all answers were given.
+    Those six Config fields and their values, for `Config.replace`.
   """
   print_fn('Lab parameters (press Enter to keep the default in brackets).')
   ask = lambda *args, **kw: _ask(*args, input_fn=input_fn, print_fn=print_fn, **kw)

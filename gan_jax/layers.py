@@ -11,7 +11,7 @@ and gradients). Two things make them fast on XLA:CPU:
   NHWC/HWIO convolutions, forward and backward. XLA:CPU's fast (Eigen) kernel
   needs that layout, and it only canonicalizes other layouts (which JAX's own
   convolution gradients use) in the entry computation, so inside `lax.scan`
-  they became naive loops (jax-ml/jax#12868). Figures in README.md, "Speed".
+  they became naive loops (jax-ml/jax#12868). Figures in docs/speed.md.
 """
 
 from __future__ import annotations
@@ -127,10 +127,7 @@ def _subpixel_taps(k: int, s: int) -> tuple[np.ndarray, int, int]:
   unflipped kernel, so output `o = s*p + r` reads kernel tap `t` from input
   `p + d` with `d = (r + t - pad_a) / s` wherever that is an integer. Hence each
   phase `r` is a stride-1 correlation over inputs `p + dmin .. p + dmax`.
-
-  Args:
-    k: kernel size.
-    s: stride.
+  `k` is the kernel size, `s` the stride.
 
   Returns:
     (index, dmin, dmax): `index[j, r]` is the kernel tap used by phase `r` at
@@ -162,8 +159,7 @@ def conv_transpose2d_subpixel(x: Array, kernel: Array, strides: tuple[int, int],
     strides: (sh, sw).
     precision: passed to the convolution.
 
-  Returns:
-    (N, H*sh, W*sw, O).
+  Returns (N, H*sh, W*sw, O).
   """
   n, h, w, c = x.shape
   kh, kw, _, o = kernel.shape
@@ -211,17 +207,13 @@ class Conv(nn.Module):
   default initializers and the same function as flax's Conv with
   `kernel_dilation=1, input_dilation=1, feature_group_count=1`.
 
-  Attributes:
+  Attributes (as flax's):
     features: number of output channels.
-    kernel_size: (KH, KW) or an int.
-    strides: int or (sh, sw).
-    padding: 'SAME', 'VALID' or ((lo, hi), (lo, hi)), as in flax.
-    use_bias: whether to add a bias.
-    dtype: computation dtype (None: promote inputs and params).
-    param_dtype: parameter dtype.
-    precision: passed to the dot/convolution.
-    kernel_init: kernel initializer.
-    bias_init: bias initializer.
+    kernel_size, strides: an int or a pair each.
+    padding: 'SAME', 'VALID' or ((lo, hi), (lo, hi)).
+    use_bias, precision: whether to add a bias; passed to the convolution.
+    dtype, param_dtype: computation dtype (None: promote) and parameter dtype.
+    kernel_init, bias_init: the initializers.
   """
   features: int
   kernel_size: int | Sequence[int] = (5, 5)
@@ -260,24 +252,18 @@ class Conv(nn.Module):
 class ConvTranspose(nn.Module):
   """Drop-in for `flax.linen.ConvTranspose` (2-D, NHWC), fast on XLA:CPU.
 
-  Same parameters (`kernel` (KH, KW, in, out), optional `bias` (out,)), same
-  default initializers and the same function as flax's ConvTranspose with
-  `transpose_kernel=False, kernel_dilation=1`. 'SAME' padding uses the
-  sub-pixel formulation (`conv_transpose2d_subpixel`); 'VALID' or explicit
-  padding computes what `lax.conv_transpose` computes (flax's formula) as a
-  `conv2d` of the stride-dilated input.
+  Same parameters, default initializers and function as flax's ConvTranspose
+  with `transpose_kernel=False, kernel_dilation=1`. 'SAME' padding is the
+  sub-pixel form (`conv_transpose2d_subpixel`); 'VALID' or explicit padding is
+  flax's formula (`lax.conv_transpose`) as a `conv2d` of the dilated input.
 
-  Attributes:
+  Attributes (as flax's):
     features: number of output channels.
-    kernel_size: (KH, KW) or an int.
-    strides: int or (sh, sw).
-    padding: 'SAME' (fast path), 'VALID' or ((lo, hi), (lo, hi)), as in flax.
-    use_bias: whether to add a bias.
-    dtype: computation dtype (None: promote inputs and params).
-    param_dtype: parameter dtype.
-    precision: passed to the dot/convolution.
-    kernel_init: kernel initializer.
-    bias_init: bias initializer.
+    kernel_size, strides: an int or a pair each.
+    padding: 'SAME' (the fast path), 'VALID' or ((lo, hi), (lo, hi)).
+    use_bias, precision: whether to add a bias; passed to the convolution.
+    dtype, param_dtype: computation dtype (None: promote) and parameter dtype.
+    kernel_init, bias_init: the initializers.
   """
   features: int
   kernel_size: int | Sequence[int] = (5, 5)

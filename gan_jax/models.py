@@ -1,34 +1,17 @@
-"""Generator and Discriminator networks, in Flax linen.
+"""Generator and discriminator networks, in Flax linen.
 
-Two architectures:
+* ``dcgan``: the TensorFlow DCGAN tutorial network. G: Dense 7*7*256 -> BN ->
+  LeakyReLU(0.3) -> ConvTranspose 128 s1 / 64 s2 / 1 s2 (5x5, BN+LeakyReLU
+  between) -> tanh; D: Conv 64 / 128 (5x5 s2, LeakyReLU, Dropout 0.3) -> Dense 1.
+* ``mlp``: the Keras/PyTorch labs' GAN. G: noise -> 256 -> 512 -> 1024 -> 784
+  (LeakyReLU 0.2, tanh out); D: 784 -> 512 -> 256 -> 1 (LeakyReLU 0.2).
+* ``mlp_bn``: ``mlp`` with BatchNorm+ReLU after each hidden layer of G
+  (docs/quality.md). The DCGAN uses `gan_jax.layers` (docs/speed.md).
 
-* ``dcgan``: the network of the TensorFlow DCGAN tutorial. Generator: Dense
-  7*7*256 (no bias) -> BN -> LeakyReLU(0.3) -> ConvTranspose 128 5x5 s1 -> BN ->
-  LeakyReLU -> ConvTranspose 64 5x5 s2 -> BN -> LeakyReLU -> ConvTranspose 1 5x5
-  s2 -> tanh (2,305,472 trainable parameters). Discriminator: Conv 64 5x5 s2 ->
-  LeakyReLU(0.3) -> Dropout(0.3) -> Conv 128 5x5 s2 -> LeakyReLU -> Dropout ->
-  Dense 1, a logit (212,865 parameters).
-* ``mlp``: the fully connected GAN of the usual Keras/PyTorch labs. Generator
-  noise -> 256 -> 512 -> 1024 -> 784 (LeakyReLU 0.2, tanh out); Discriminator
-  784 -> 512 -> 256 -> 1 (LeakyReLU 0.2).
-* ``mlp_bn``: the same, with BatchNorm and ReLU after each hidden layer of the
-  generator (as the DCGAN paper's generator has); samples measurably closer
-  to the data in the same time (README, "Sample quality").
-
-The DCGAN's convolutions are `gan_jax.layers.Conv`/`ConvTranspose`: the same
-functions and parameters as flax's, but their gradients stay on XLA:CPU's
-fast convolution path, inside loops too (measured in the README, "Speed").
-
-With ``num_classes`` > 0 (``--conditional``) both networks take a label: the
-generator appends a learned label embedding to its noise, the discriminator
-adds a projection term, the inner product of a label embedding with its last
-features (Miyato & Koyama 2018, "cGANs with Projection Discriminator"), and
-also returns class logits from the same features, an auxiliary classifier
-(Odena et al. 2017, "AC-GAN") that the train steps may add a loss for.
-
-Every module takes ``dtype`` (the computation dtype, e.g. bfloat16 for mixed
-precision); parameters stay float32 and outputs are returned as float32, so
-losses and optimizer state are float32 whatever the compute dtype.
+With ``num_classes`` > 0 both take a label: G appends a label embedding to its
+noise; D adds a projection term (Miyato & Koyama 2018) and returns class logits
+from the same features, an auxiliary classifier (AC-GAN, Odena et al. 2017).
+``dtype`` is the compute dtype; parameters and outputs stay float32.
 """
 
 from __future__ import annotations

@@ -241,11 +241,9 @@ def write_all_plots(workdir: str, history: Sequence[Mapping[str, Any]],
                     reference: Mapping[str, Any] | None = None,
                     label_counts: Sequence[int] | np.ndarray | None = None,
                     class_names: Sequence[str] | None = None) -> list[str]:
-  """Writes every plot of a run into `workdir`.
-
-  Writes `plots/losses.png`, `plots/quality.png`, `plots/label_distribution.png`
-  (only when `label_counts` is given) and `generated_samples/progression.gif`
-  (only when there are epoch grids).
+  """Writes `plots/losses.png`, `plots/quality.png`,
+  `plots/label_distribution.png` (only when `label_counts` is given) and
+  `generated_samples/progression.gif` (only when there are epoch grids).
 
   Args:
     workdir: the run's folder.

@@ -1,19 +1,13 @@
 """Sample-quality metrics computed with a domain classifier.
 
 As in TF-GAN's MNIST example, generated images are judged by a small CNN
-trained on the real data (see `gan_jax.classifier`) instead of Inception-v3:
-
-* Fréchet distance (FD) between Gaussians fitted to the classifier's
-  penultimate-layer features of generated and real test images (lower is
-  better; 0 for identical statistics).
-* Classifier Inception Score (IS) = exp(E_x KL(p(y|x) || p(y))): high when every
-  sample is confidently one class and all classes are used. Its maximum is the
-  number of classes (10).
-* Label entropy: entropy, in nats, of the marginal label distribution p(y);
-  ln(10) ~= 2.303 when all ten classes are equally frequent.
-* Classes covered: how many classes are the predicted (argmax) label of at least
-  `min_fraction` of the samples (mode-collapse check).
-* Mean confidence: the average of max_y p(y|x).
+trained on the real data (`gan_jax.classifier`) instead of Inception-v3:
+Fréchet distance (FD) between Gaussians fitted to its penultimate features of
+generated and real test images; the classifier Inception Score (IS) =
+exp(E_x KL(p(y|x) || p(y))), at most the number of classes; label entropy
+(nats) of p(y); classes covered (predicted for at least `min_fraction` of the
+samples); mean confidence, the average of max_y p(y|x); and improved
+precision and recall, per-class FD and the memorisation ratio on features.
 
 Everything here except `evaluate` is a pure function of arrays (NumPy, and
 jax for the blocked pairwise distances).
@@ -101,13 +95,7 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray,
   The trace term uses tr((s1 s2)^(1/2)) = tr((s1^(1/2) s2 s1^(1/2))^(1/2)): the
   inner matrix is symmetric PSD, so both square roots come from `eigh` (no
   complex parts, unlike `scipy.linalg.sqrtm` on the non-symmetric s1 s2).
-  Computed in float64.
-
-  Args:
-    mu1: mean, shape (D,).
-    sigma1: covariance, shape (D, D).
-    mu2: mean, shape (D,).
-    sigma2: covariance, shape (D, D).
+  Computed in float64, from means of shape (D,) and covariances (D, D).
 
   Returns:
     The distance, a non-negative Python float.
@@ -213,7 +201,9 @@ def evaluate(classifier: FeatureModel, images: np.ndarray,
              reference_stats: ReferenceStats,
              requested_labels: np.ndarray | None = None,
              real: RealFeatures | None = None) -> dict[str, Any]:
-  """Scores generated images against the real test set.
+  """Scores generated images against the real test set: a dict with 'fd', 'is',
+  'label_entropy' (nats), 'classes_covered', 'mean_confidence', and the keys
+  the optional arguments add.
 
   Args:
     classifier: a `gan_jax.classifier.Classifier` (anything with
@@ -225,10 +215,6 @@ def evaluate(classifier: FeatureModel, images: np.ndarray,
       generated with; adds 'label_agreement'.
     real: real training images' features; adds 'precision' and 'recall', and
       with `requested_labels` 'fd_per_class' (a list) and 'worst_class'.
-
-  Returns:
-    {'fd': float, 'is': float, 'label_entropy': float (nats),
-     'classes_covered': int, 'mean_confidence': float[, 'label_agreement': float]}.
   """
   features, probs = classifier.features_and_probs(images)
   mu, sigma = feature_stats(features)

@@ -1,28 +1,17 @@
 """Train state, pure train steps, and the device-side epoch loop.
 
-The steps are module-level pure functions ``(state, batch, rng) -> (state,
-metrics)``, with ``batch = {'image': (B, 28, 28, 1) in [-1, 1], 'label': (B,)}``
-(the labels are read by conditional GANs only, whose generated batch takes
-the real batch's labels):
-
-* `discriminator_step`: real images -> 1, generated images -> 0, binary
-  cross-entropy on logits;
-* `generator_step`: the non-saturating generator loss (generated -> 1);
-* conditional GANs add, weighted by `class_loss_weight`, the auxiliary
-  classifier's loss (AC-GAN): the discriminator learns the class of real
-  images, the generator is pushed to make images it classifies as the
-  requested label (`class_loss`);
-* `train_step`: one of each, alternating, on the same noise batch (as the TF
-  DCGAN tutorial and the PyTorch DCGAN example do), computing the generator's
-  forward pass once for both.
+The steps are pure ``(state, batch, rng) -> (state, metrics)`` with ``batch =
+{'image': (B, 28, 28, 1) in [-1, 1], 'label': (B,)}`` (labels are read by
+conditional GANs only): `discriminator_step` (real -> 1, generated -> 0, BCE on
+logits), `generator_step` (non-saturating: generated -> 1), each plus the
+weighted AC-GAN `class_loss` in a conditional GAN, and `train_step`, one of
+each on the same noise with a single generator forward pass.
 
 `run_chunk` runs many steps in one jitted `lax.scan` with the state donated,
-so Python touches the loop once per chunk, on every backend (on XLA:CPU as
-fast as separate jitted steps, because `gan_jax.layers` emits only NHWC/HWIO
-convolutions). Its batches come sharded over a
-``'data'`` mesh axis with the state replicated (`jax.sharding`), on one device
-or many, in one process or several (`gan_jax.multihost`); XLA inserts the
-gradient all-reduce.
+so Python touches the loop once per chunk, on every backend (`gan_jax.layers`
+keeps XLA:CPU's convolutions fast inside it). Batches come sharded over a
+``'data'`` mesh axis with the state replicated, on one device or many, in one
+process or several (`gan_jax.multihost`); XLA inserts the gradient all-reduce.
 """
 
 from __future__ import annotations

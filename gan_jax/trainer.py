@@ -1,28 +1,17 @@
 """A training run from start to finish: workdir checks, resume, the epoch
 loop, and every output a user expects.
 
-``train_and_evaluate(config)`` is what ``python run.py`` calls. It
+``train_and_evaluate(config)``, what ``python run.py`` calls, (1) sets up: the
+data folder, the data, the domain classifier and the workdir checks, before
+anything is written; (2) resumes from ``WORKDIR/checkpoints`` when a
+compatible checkpoint exists; (3) trains whole epochs on the device
+(`train.run_chunk`), one ``Epoch 10/50 | D_loss: ...`` line each; (4) every
+``save_interval`` epochs and at the end writes a grid of the fixed noise, a
+quality evaluation, a checkpoint and the plots; (5) at the end, 100 new
+images, their labels and ``report.json``.
 
-1. sets up: resolves the data folder once, loads the data and the domain
-   classifier and checks the workdir, before anything is written (so bad
-   input creates nothing; a run that fails before its first checkpoint
-   removes what it wrote);
-2. resumes from ``WORKDIR/checkpoints`` when a compatible checkpoint exists
-   (refusing a different configuration unless ``overwrite``);
-3. trains whole epochs on the device (`train.run_chunk`), printing
-   ``Epoch 10/50 | D_loss: 0.53 | D_acc: 78.12% | G_loss: 1.24 | ...``;
-4. every ``save_interval`` epochs and at the end: a 5x5 grid of the fixed
-   noise (10x10, a class per row, for a conditional run), a quality
-   evaluation with the domain classifier, a checkpoint, and the plots;
-5. at the end: 100 new images, their predicted labels, ``report.json``.
-
-Ctrl-C / SIGTERM finish the current epoch, save a checkpoint and stop
-(`Interrupted`); a second signal stops at once, leaving the last checkpoint.
-
-Faults (docs/reliability.md): a run holds the workdir's lock
-(`workdir_lock`) from before its first write; a failed write ends as one
-`errors.WriteError` line saying what was kept; a checkpoint whose digest does
-not match is set aside and the newest intact one resumed.
+Ctrl-C / SIGTERM finish the epoch, save a checkpoint and stop (`Interrupted`);
+faults (docs/reliability.md) end as one-line `errors.GanJaxError`s.
 """
 
 from __future__ import annotations
@@ -503,15 +492,12 @@ def train_and_evaluate(config: Config, log: Log = print) -> dict[str, Any]:
     config: a validated `Config`.
     log: where progress lines go (print by default).
 
-  Returns:
-    The final report (also written to ``report.json``).
+  Returns the final report (also written to ``report.json``).
 
   Raises:
     errors.GanJaxError (RunError, DataUnavailableError, CheckpointError,
-      ClassifierCheckpointError): with a message that says what to do; the
-      data and the classifier are loaded and the workdir checked before
-      anything is written, and a run that fails before its first checkpoint
-      removes what it wrote.
+      ClassifierCheckpointError): saying what to do; a run that fails before
+      its first checkpoint removes what it wrote.
     Interrupted: after SIGINT/SIGTERM, once the checkpoint is saved.
     NonFiniteLossError: a loss became NaN/inf (the last good checkpoint stays).
   """

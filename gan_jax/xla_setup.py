@@ -1,7 +1,7 @@
 """Process-wide XLA:CPU settings, applied by the entry points (run.py, benchmarks).
 
-Two XLA:CPU options, both measured faster with the same results (README,
-Speed):
+Two XLA:CPU options, both measured faster with the same results
+(docs/speed.md):
 
 * convolutions on Eigen rather than inside YNNPACK fusions (the DCGAN step);
 * region-based copy insertion: without it XLA:CPU copies the parameters and

@@ -5,11 +5,11 @@ import pytest
 from gan_jax import config
 
 
-def test_defaults_are_valid_and_match_the_issue():
+def test_defaults_are_valid_and_the_documented_ones():
   c = config.Config()
   config.validate(c)
   assert (c.epochs, c.noise_dim, c.save_interval, c.beta1) == (30, 100, 5, 0.5)
-  # The quality defaults chosen in the README's "Sample quality" section (issue #3).
+  # The quality defaults chosen in docs/quality.md.
   assert (c.arch, c.batch_size, c.learning_rate, c.ema_decay, c.label_smoothing) == \
       (None, 32, 4e-4, 0.999, 0.1)
 

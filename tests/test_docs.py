@@ -1,0 +1,127 @@
+"""The prose stays in shape: a short README, links that resolve, short
+docstrings, and no story of how the work was done (only of the project)."""
+
+import ast
+import glob
+import os
+import re
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+README_MAX_LINES = 250
+DOCSTRING_MAX_LINES = 15
+# Narration: who did what when. Upstream references such as jax-ml/jax#12868
+# are citations and allowed (see `narration`).
+NARRATION = [re.compile(p, re.IGNORECASE) for p in (
+    r'\bsessions?\b',
+    r'\bissues? ?#? ?\d+',
+    r'\bwe (found|measured|tried|noticed|decided)\b',
+    r'\bbefore this change\b',
+    r'\bpreviously\b',
+    r'\bnow that\b',
+    r"\banother engineer'?s?\b",
+)]
+ISSUE_NUMBER = re.compile(r'#\d+')
+UPSTREAM = re.compile(r'[\w.-]+/[\w.-]+$')  # owner/repo right before '#123'.
+LINK = re.compile(r'\]\(([^)\s]+)\)')
+
+
+def markdown_files(root=REPO_ROOT):
+  return [os.path.join(root, 'README.md')] + sorted(
+      glob.glob(os.path.join(root, 'docs', '**', '*.md'), recursive=True))
+
+
+def python_files(root=REPO_ROOT):
+  return sorted(glob.glob(os.path.join(root, 'gan_jax', '**', '*.py'), recursive=True))
+
+
+def _read(path):
+  with open(path, encoding='utf-8') as f:
+    return f.read()
+
+
+def _anchor(heading):
+  """GitHub's anchor for a Markdown heading."""
+  text = re.sub(r'[^\w\- ]', '', heading.strip().lower())
+  return text.replace(' ', '-')
+
+
+def broken_links(root=REPO_ROOT):
+  """'file: link' for each relative link to a missing file or heading."""
+  broken = []
+  for path in markdown_files(root):
+    text = _read(path)
+    for target in LINK.findall(text):
+      if re.match(r'[a-z][a-z0-9+.-]*:', target):  # http:, https:, mailto: ...
+        continue
+      file_part, _, anchor = target.partition('#')
+      linked = os.path.normpath(os.path.join(os.path.dirname(path), file_part)) \
+          if file_part else path
+      if not os.path.exists(linked):
+        broken.append(f'{os.path.relpath(path, root)}: {target}')
+      elif anchor and linked.endswith('.md'):
+        headings = re.findall(r'(?m)^#+ (.+)$', _read(linked))
+        if anchor not in {_anchor(h) for h in headings}:
+          broken.append(f'{os.path.relpath(path, root)}: {target} (no such heading)')
+  return broken
+
+
+def long_docstrings(root=REPO_ROOT):
+  """'file:line name (n lines)' for each docstring over the limit."""
+  found = []
+  for path in python_files(root):
+    tree = ast.parse(_read(path))
+    for node in ast.walk(tree):  # The module itself first.
+      if not isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef,
+                               ast.AsyncFunctionDef)):
+        continue
+      body = node.body
+      if not (body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+              and isinstance(body[0].value.value, str)):
+        continue
+      lines = body[0].end_lineno - body[0].lineno + 1
+      if lines > DOCSTRING_MAX_LINES:
+        name = getattr(node, 'name', '(module)')
+        found.append(f'{os.path.relpath(path, root)}:{body[0].lineno} {name} ({lines} lines)')
+  return found
+
+
+def narration(root=REPO_ROOT):
+  """'file:line: text' for each line of the README, docs/ or gan_jax/ that
+  tells the story of the work instead of the project."""
+  found = []
+  for path in markdown_files(root) + python_files(root):
+    for number, line in enumerate(_read(path).splitlines(), 1):
+      hits = [p.pattern for p in NARRATION if p.search(line)]
+      hits += [m.group() for m in ISSUE_NUMBER.finditer(line)
+               if not UPSTREAM.search(line[:m.start()])]
+      if hits:
+        found.append(f'{os.path.relpath(path, root)}:{number}: {line.strip()} {hits}')
+  return found
+
+
+def test_readme_is_short():
+  with open(os.path.join(REPO_ROOT, 'README.md'), encoding='utf-8') as f:
+    lines = len(f.readlines())
+  assert lines <= README_MAX_LINES, f'README.md has {lines} lines; move detail into docs/'
+
+
+def test_every_relative_link_points_to_an_existing_file_and_heading():
+  assert broken_links() == []
+
+
+def test_docstrings_are_at_most_15_lines():
+  assert long_docstrings() == []
+
+
+def test_prose_tells_of_the_project_not_of_how_the_work_was_done():
+  assert narration() == []
+
+
+def test_the_narration_check_allows_upstream_references_only():
+  upstream = 'they became naive loops (jax-ml/jax#12868).'
+  assert not any(p.search(upstream) for p in NARRATION)
+  assert all(UPSTREAM.search(upstream[:m.start()]) for m in ISSUE_NUMBER.finditer(upstream))
+  for line in ('short of issue #11', 'fixed in (#42)', 'found this session', 'issue 12'):
+    assert any(p.search(line) for p in NARRATION) or any(
+        not UPSTREAM.search(line[:m.start()]) for m in ISSUE_NUMBER.finditer(line)), line
