@@ -101,9 +101,10 @@ flags.DEFINE_string('export_dir', None, 'Where --mode=export writes; default '
 flags.DEFINE_float('min_confidence', _D.min_confidence, 'With --mode=export on an '
                    "unconditional run: drop images whose classifier label is less sure "
                    'than this, in [0, 1) (drawing more until --num_samples are kept).')
-flags.DEFINE_bool('cas', _D.cas, 'With --mode=export: measure the Classification Accuracy '
-                  'Score (a classifier trained on the exported images, tested on real '
-                  'ones); --nocas skips it.')
+flags.DEFINE_bool('cas', _D.cas, 'Measure the Classification Accuracy Score (a classifier '
+                  'trained on generated images, tested on real ones): with --mode=export on '
+                  'the exported images, in training at the end of a --conditional run; '
+                  '--nocas skips it.')
 flags.DEFINE_integer('label', None, 'With --mode=sample on a --conditional run: the class '
                      'to generate, 0-9 (default: every class in turn).')
 flags.DEFINE_bool('interactive', False, 'Ask for the six lab parameters (dataset, epochs, '
@@ -259,9 +260,11 @@ def main(argv: list[str]) -> None:
   if FLAGS.label is not None and FLAGS.mode not in ('sample', 'export'):
     _fail(f'--label={FLAGS.label} picks the class of --mode=sample images; to train a GAN '
           'that takes a label, pass --conditional (then sample with --mode=sample --label=N)')
-  for name in ('export_dir', 'min_confidence', 'cas'):
+  for name in ('export_dir', 'min_confidence'):
     if FLAGS[name].present and FLAGS.mode != 'export':
       _fail(f'--{name} is a setting of --mode=export; add --mode=export or drop it')
+  if FLAGS['cas'].present and FLAGS.mode == 'sample':
+    _fail('--cas is a setting of training and of --mode=export; drop it from --mode=sample')
   _check_distributed_flags()
   if FLAGS.data_dir and not os.path.isdir(FLAGS.data_dir):
     _fail(f'--data_dir={FLAGS.data_dir} does not exist or is not a folder; point it at the '

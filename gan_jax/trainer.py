@@ -766,7 +766,8 @@ def _final_checks(config: Config, out: str, final: np.ndarray, keys: dict[str, j
                   state: train.GANState, variables: dict[str, Any], evaluator: _Evaluator,
                   log: Log) -> dict[str, Any]:
   """The memorisation check (nearest_train.png and its ratio) and, for a
-  conditional run, the CAS of CAS_IMAGES images; {} without training features."""
+  conditional run unless --nocas, the CAS of CAS_IMAGES images; {} without
+  training features."""
   from gan_jax import cas, memorisation
   if evaluator.real is None:
     return {}
@@ -787,7 +788,7 @@ def _final_checks(config: Config, out: str, final: np.ndarray, keys: dict[str, j
   if checks['memorisation_ratio'] is not None:
     log(f'Memorisation ratio {checks["memorisation_ratio"]:.2f} (about 1: no copies of '
         'training images; nearest_train.png shows the nearest ones)')
-  if config.conditional:
+  if config.conditional and config.cas:
     checks['cas'] = cas.score(config.dataset, generated, requested, config.data_dir, log=log)
     log(f'CAS {checks["cas"]["cas"]:.2%} on the real test split (the same CNN trained on '
         f'{checks["cas"]["real_images"]:,} real images: {checks["cas"]["cas_real"]:.2%})')

@@ -158,7 +158,8 @@ def test_a_killed_peer_stops_the_other_with_one_line_and_the_same_commands_resum
     tmp_path, data_dir, classifier_dir):
   workdir = tmp_path / 'run'
   args = _run_args(workdir, data_dir, classifier_dir, epochs=1000)
-  processes = _start_processes(args)
+  # A short heartbeat: the survivor notices the dead peer within seconds.
+  processes = _start_processes(args + ['--distributed_heartbeat=5'])
   deadline = time.time() + 300
   while not (workdir / 'checkpoints' / '1' / 'digest.json').exists():
     assert time.time() < deadline and processes[0].poll() is None

@@ -63,6 +63,7 @@ BAD_FLAGS = [
     (['--mode=export', '--num_samples=0'], '--num_samples'),
     (['--min_confidence=0.5'], '--min_confidence'),
     (['--export_dir=x'], '--export_dir'),
+    (['--mode=sample', '--nocas'], '--cas'),
 ]
 
 

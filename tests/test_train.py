@@ -164,10 +164,12 @@ def test_an_image_depends_on_its_own_noise_and_label_only(arch, conditional):
   state = _state(arch, conditional=conditional)
   z = np.asarray(jax.random.normal(jax.random.PRNGKey(0), (1000, 100)))
   mixed = np.arange(1000) % 10
-  alone = train.generate(state, z[:1], mixed[:1])[0]
-  in_mixed_batch = train.generate(state, z, mixed, batch_size=1000)[0]
+  variables = train.sampling_variables(state)  # What generate computes: the same each call.
+  alone = train.generate(state, z[:1], mixed[:1], variables=variables)[0]
+  in_mixed_batch = train.generate(state, z, mixed, batch_size=1000, variables=variables)[0]
   own = np.full(1000, mixed[0])  # A batch of its own label (the same noise everywhere).
-  in_own_batch = train.generate(state, np.repeat(z[:1], 1000, axis=0), own, batch_size=1000)[0]
+  in_own_batch = train.generate(state, np.repeat(z[:1], 1000, axis=0), own, batch_size=1000,
+                                variables=variables)[0]
   # float32 rounding of a few layers of products of length <= 12,800 (the DCGAN's
   # dense input is 100 or 132 wide, its convolutions 25 * 256): far below 1e-4.
   np.testing.assert_allclose(in_mixed_batch, alone, atol=1e-4)
@@ -187,14 +189,13 @@ def test_standing_statistics_are_the_mean_batch_statistics_of_the_sampling_weigh
   # Batches of the training batch size, as many as make 100,000 images.
   size = state.batch_size
   assert state.standing_stats_batches * size >= 100_000
-  means, variances = [], []
-  for i in range(state.standing_stats_batches):
-    z = jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(0), i), (size, 100))
-    labels = (np.arange(size) + i * size) % 10
-    x = np.concatenate([z, ema['label_embedding']['embedding'][labels]], axis=1)
-    h = x @ ema['dense0']['kernel'] + ema['dense0']['bias']
-    means.append(h.mean(axis=0))
-    variances.append(h.var(axis=0))
+  keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.PRNGKey(0), i))(
+      jnp.arange(state.standing_stats_batches))
+  zs = np.asarray(jax.vmap(lambda k: jax.random.normal(k, (size, 100)))(keys))
+  labels = np.arange(zs.shape[0] * size).reshape(-1, size) % 10
+  x = np.concatenate([zs, ema['label_embedding']['embedding'][labels]], axis=-1)
+  h = x @ ema['dense0']['kernel'] + ema['dense0']['bias']  # (batches, size, 256)
+  means, variances = h.mean(axis=1), h.var(axis=1)
   np.testing.assert_allclose(stats['mean'], np.mean(means, axis=0), rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(stats['var'], np.mean(variances, axis=0), rtol=1e-4, atol=1e-5)
   # Sampling reads the running averages of training, and leaves them as they are.

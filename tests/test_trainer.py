@@ -342,8 +342,10 @@ def test_sample_mode_draws_the_requested_class_and_single_images_look_real(
   alone spreads over the pixel range as real digits do."""
   from gan_jax import classifier_store
   config = _config(tmp_path, data_dir, classifier_dir, arch='mlp_bn', conditional=True,
-                   epochs=3, save_interval=3, batch_size=32, limit=5000, eval_samples=500)
+                   epochs=3, save_interval=3, batch_size=32, limit=5000, eval_samples=500,
+                   cas=False)  # --nocas: no final CAS (trains two CNNs on 10,000 images).
   report = trainer.train_and_evaluate(config, log=_quiet)
+  assert 'cas' not in report
   classify = classifier_store.load_or_train('mnist', data_dir, classifier_dir,
                                             log=_quiet).classifier.predict
   drawn = {}
