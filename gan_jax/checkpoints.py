@@ -62,6 +62,8 @@ def has_checkpoint(workdir: str) -> bool:
 def save(manager: ocp.CheckpointManager, epoch: int, state: Any,
          meta: dict[str, Any]) -> None:
   """Saves `state` (a pytree of arrays) and `meta` (JSON-able) as `epoch`."""
+  if multihost.is_main():
+    files.note(os.path.join(str(manager.directory), str(epoch)))
   manager.save(epoch, args=ocp.args.Composite(
       state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
       force=True)
@@ -116,6 +118,7 @@ def set_aside(manager: ocp.CheckpointManager, epoch: int) -> str:
   while os.path.exists(target):
     n += 1
     target = f'{step}.damaged-{n}'
+  files.record(os.path.dirname(os.path.dirname(step)), target)
   os.rename(step, target)
   return target
 

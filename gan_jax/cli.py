@@ -31,7 +31,7 @@ xla_setup.use_fast_cpu_settings()  # Before jax is imported (by absl or below).
 
 from absl import app, flags, logging  # noqa: E402
 
-from gan_jax import config as config_lib, errors  # noqa: E402
+from gan_jax import config as config_lib, errors, files  # noqa: E402
 
 _D = config_lib.Config()
 FLAGS = flags.FLAGS
@@ -44,7 +44,10 @@ flags.DEFINE_integer('noise_dim', _D.noise_dim, 'Size of the generator input noi
 flags.DEFINE_float('learning_rate', _D.learning_rate, 'Adam learning rate of both networks.')
 flags.DEFINE_float('beta1', _D.beta1, 'Adam beta1 of both networks, in [0, 1).')
 flags.DEFINE_float('label_smoothing', _D.label_smoothing, 'One-sided label smoothing: the '
-                   "discriminator's target for real images is 1 minus this, in [0, 0.5).")
+                   "discriminator's target for real images is 1 minus this, in [0, 0.5) "
+                   '(--loss=ns or ls; the hinge loss has no target).')
+flags.DEFINE_string('loss', _D.loss, 'The adversarial loss: ns (non-saturating BCE), '
+                    'hinge, or ls (least squares).')
 flags.DEFINE_float('ema_decay', _D.ema_decay, 'Decay of the moving average of the generator '
                    'weights that samples and evaluations use, in [0, 1); 0: sample with '
                    'the raw weights.')
@@ -139,7 +142,7 @@ def _config_from_flags() -> config_lib.Config:
       dataset=FLAGS.dataset, arch=FLAGS.arch, epochs=FLAGS.epochs,
       batch_size=FLAGS.batch_size, noise_dim=FLAGS.noise_dim,
       learning_rate=FLAGS.learning_rate, beta1=FLAGS.beta1, ema_decay=FLAGS.ema_decay,
-      label_smoothing=FLAGS.label_smoothing, conditional=FLAGS.conditional,
+      label_smoothing=FLAGS.label_smoothing, loss=FLAGS.loss, conditional=FLAGS.conditional,
       class_loss_weight=FLAGS.class_loss_weight,
       save_interval=FLAGS.save_interval, seed=FLAGS.seed, dtype=dtype,
       workdir=FLAGS.workdir, data_dir=FLAGS.data_dir, limit=FLAGS.limit,
@@ -332,6 +335,7 @@ def _log_text(workdir: str, text: str) -> None:
   if not os.path.isdir(os.path.dirname(path)):
     return
   with contextlib.suppress(OSError):  # The workdir may be what failed.
+    files.record(workdir, path)
     with open(path, 'a') as f:
       f.write(f'--- {datetime.datetime.now().isoformat(timespec="seconds")} '
               f'{" ".join(sys.argv)}\n{text}')

@@ -20,6 +20,8 @@ DEFAULT_ARCH = {'mnist': 'mlp_bn', 'fashion_mnist': 'mlp'}
 DATASETS = tuple(datasets.ALIASES)
 DTYPES = ('float32', 'bfloat16')
 MODES = ('train', 'sample', 'export')
+# The adversarial losses (their formulas: train.LOSSES, which a test keeps equal).
+LOSSES = ('ns', 'hinge', 'ls')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +36,8 @@ class Config:
   learning_rate: float = 4e-4
   beta1: float = 0.5
   ema_decay: float = 0.999          # Generator weight EMA for samples; 0 = off.
-  label_smoothing: float = 0.1      # D's target for real images is 1 - this.
+  label_smoothing: float = 0.1      # D's target for real images is 1 - this (ns, ls).
+  loss: str = 'ns'                  # The adversarial loss: a key of train.LOSSES.
   class_loss_weight: float = 1.0    # AC-GAN class loss (conditional runs); 0 = off.
   save_interval: int = 5
   seed: int = 0
@@ -126,6 +129,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     'beta1': _in_zero_to(1),
     'ema_decay': _in_zero_to(1),
     'label_smoothing': _in_zero_to(0.5, example='0.1'),
+    'loss': _choice(LOSSES),
     'class_loss_weight': _in_zero_to(100, example='1.0'),
     'save_interval': _int_at_most(10**9),
     'seed': _non_negative_int,

@@ -1,14 +1,16 @@
 """Atomic file output: every PNG, JSON and CSV is written to a temporary file
 in the same folder and renamed into place, so a kill never leaves a truncated
-file behind."""
+file behind. Inside `recording_outputs(workdir)` each path written is first
+noted in the workdir's record (`RECORD`), so --overwrite removes only those."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import tempfile
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 from PIL import Image
@@ -16,9 +18,55 @@ from PIL import Image
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
+# What gan_jax wrote in a workdir: one path per line, relative to the workdir.
+RECORD = '.gan_jax-outputs'
+_recording: list[tuple[str, set[str]]] = []  # (workdir, paths noted) while recording
+
+
+@contextlib.contextmanager
+def recording_outputs(workdir: str) -> Iterator[None]:
+  """Within it, `write_bytes` notes each path under `workdir` in its record."""
+  _recording.append((os.path.abspath(workdir), set()))
+  try:
+    yield
+  finally:
+    _recording.pop()
+
+
+def record(workdir: str, path: str) -> None:
+  """Notes `path` in `workdir`'s record (before writing it: a cut-short write
+  leaves a record of a missing file, never an unrecorded one)."""
+  workdir = os.path.abspath(workdir)
+  rel = os.path.relpath(os.path.abspath(path), workdir)
+  if rel.startswith(os.pardir) or rel == RECORD:
+    return
+  noted = next((n for w, n in _recording if w == workdir), None)
+  if noted is not None and rel in noted:
+    return
+  with open(os.path.join(workdir, RECORD), 'a', encoding='utf-8') as f:
+    f.write(rel + '\n')
+  if noted is not None:
+    noted.add(rel)
+
+
+def recorded(workdir: str) -> set[str] | None:
+  """The paths `workdir`'s record holds (relative), or None without a record."""
+  try:
+    with open(os.path.join(workdir, RECORD), encoding='utf-8') as f:
+      return {line.rstrip('\n') for line in f if line.strip()}
+  except FileNotFoundError:
+    return None
+
+
+def note(path: str) -> None:
+  """Notes `path` in the record of the workdir being recorded, if any."""
+  if _recording:
+    record(_recording[-1][0], path)
+
 
 def write_bytes(path: str, data: bytes) -> None:
   """Writes `data` to `path` atomically (temporary file + rename)."""
+  note(path)
   folder = os.path.dirname(os.path.abspath(path))
   os.makedirs(folder, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp-', suffix=os.path.basename(path))

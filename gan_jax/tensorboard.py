@@ -7,9 +7,12 @@ runs without `--tensorboard` never need it installed.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Mapping
 
 import numpy as np
+
+from gan_jax import files
 
 _INSTALL_HINT = ('--tensorboard needs the tensorboardX package: '
                  'pip install tensorboardX  (or run without --tensorboard)')
@@ -36,7 +39,10 @@ class TensorBoardWriter:
     except ImportError as e:
       raise ImportError(_INSTALL_HINT) from e
     self.logdir = logdir
+    before = set(os.listdir(logdir)) if os.path.isdir(logdir) else set()
     self._writer = SummaryWriter(logdir=logdir, flush_secs=flush_secs)
+    for name in sorted(set(os.listdir(logdir)) - before):  # Its event file.
+      files.note(os.path.join(logdir, name))
 
   def scalars(self, step: int, values: Mapping[str, Any]) -> None:
     """Logs each numeric entry of `values` under its key at `step`.

@@ -2,10 +2,10 @@
 
 The steps are pure ``(state, batch, rng) -> (state, metrics)`` with ``batch =
 {'image': (B, 28, 28, 1) in [-1, 1], 'label': (B,)}`` (labels are read by
-conditional GANs only): `discriminator_step` (real -> 1, generated -> 0, BCE on
-logits), `generator_step` (non-saturating: generated -> 1), each plus the
-weighted AC-GAN `class_loss` in a conditional GAN, and `train_step`, one of
-each on the same noise with a single generator forward pass.
+conditional GANs only): `discriminator_step` (real -> 1, generated -> 0) and
+`generator_step` (generated -> 1) in the terms of a loss of `LOSSES` (--loss),
+each plus the weighted AC-GAN `class_loss` if conditional, and `train_step`,
+one of each on the same noise with a single generator forward pass.
 
 `run_chunk` runs many steps in one jitted `lax.scan` with the state donated,
 so Python touches the loop once per chunk, on every backend (`gan_jax.layers`
@@ -16,8 +16,9 @@ process or several (`gan_jax.multihost`); XLA inserts the gradient all-reduce.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -55,6 +56,7 @@ class GANState:
   noise_dim: int = struct.field(pytree_node=False, default=100)
   ema_decay: float = struct.field(pytree_node=False, default=0.0)
   label_smoothing: float = struct.field(pytree_node=False, default=0.0)
+  loss: str = struct.field(pytree_node=False, default='ns')  # A key of LOSSES.
   num_classes: int = struct.field(pytree_node=False, default=0)
   class_loss_weight: float = struct.field(pytree_node=False, default=0.0)
   # The generator's apply function with BatchNorm momentum 0: a training-mode
@@ -101,7 +103,8 @@ def create_state(config: Config, rng: jax.Array) -> GANState:
                   discriminator=make(discriminator, d_vars),
                   generator_ema=jax.tree_util.tree_map(jnp.copy, g_state.params),
                   noise_dim=config.noise_dim, ema_decay=config.ema_decay,
-                  label_smoothing=config.label_smoothing, num_classes=num_classes,
+                  label_smoothing=config.label_smoothing, loss=config.loss,
+                  num_classes=num_classes,
                   class_loss_weight=config.class_loss_weight,
                   batch_statistics_fn=(generator.clone(batch_norm_momentum=0.0).apply
                                        if has_batch_norm else None),
@@ -148,6 +151,37 @@ def _bce(logits: jax.Array, label: float) -> jax.Array:
   return optax.sigmoid_binary_cross_entropy(logits, jnp.full_like(logits, label)).mean()
 
 
+@dataclasses.dataclass(frozen=True)
+class Loss:
+  """An adversarial loss on the discriminator's logits.
+
+  `discriminator(real, fake, real_target)`: its loss on real and generated
+  logits (B,), with `real_target` the smoothed target of real images (1 -
+  --label_smoothing; the hinge loss has no target and ignores it);
+  `generator(fake)`: the generator's loss on the logits of its images.
+  """
+  discriminator: Callable[[jax.Array, jax.Array, float], jax.Array]
+  generator: Callable[[jax.Array], jax.Array]
+
+
+# --loss: name -> formula. Each is a few lines; tests/test_train.py checks each
+# on a tiny input.
+LOSSES: dict[str, Loss] = {
+    # Non-saturating (Goodfellow et al. 2014): BCE, real -> target, fake -> 0;
+    # the generator maximises log D(G(z)).
+    'ns': Loss(discriminator=lambda real, fake, t: _bce(real, t) + _bce(fake, 0.0),
+               generator=lambda fake: _bce(fake, 1.0)),
+    # Hinge (Lim & Ye 2017; Miyato et al. 2018).
+    'hinge': Loss(discriminator=lambda real, fake, t: (jax.nn.relu(1.0 - real).mean()
+                                                        + jax.nn.relu(1.0 + fake).mean()),
+                  generator=lambda fake: -fake.mean()),
+    # Least squares (Mao et al. 2017): real -> target, fake -> 0, generator -> 1.
+    'ls': Loss(discriminator=lambda real, fake, t: 0.5 * (jnp.mean((real - t) ** 2)
+                                                          + jnp.mean(fake ** 2)),
+               generator=lambda fake: 0.5 * jnp.mean((fake - 1.0) ** 2)),
+}
+
+
 def class_loss(class_logits: jax.Array, labels: jax.Array) -> jax.Array:
   """The auxiliary classifier's loss (AC-GAN): the mean softmax cross-entropy
   of class logits (B, C) against integer labels (B,)."""
@@ -177,8 +211,7 @@ def _discriminator_update(state: GANState, batch: Batch, fake: jax.Array,
                                          jax.random.fold_in(rng, 1))
     real, fake_logits = logits[:n], logits[n:]
     # One-sided label smoothing: real images -> 1 - label_smoothing.
-    real_target = 1.0 - state.label_smoothing
-    loss = _bce(real, real_target) + _bce(fake_logits, 0.0)
+    loss = LOSSES[state.loss].discriminator(real, fake_logits, 1.0 - state.label_smoothing)
     if state.class_loss_weight:
       # The classifier learns from real images only, so it is not taught the
       # generator's mistakes.
@@ -193,11 +226,11 @@ def _discriminator_update(state: GANState, batch: Batch, fake: jax.Array,
 
 def _fooling_loss(state: GANState, fake: jax.Array, labels: jax.Array, rng: jax.Array
                   ) -> jax.Array:
-  """The non-saturating generator loss: BCE of D(fake) against 1, plus the
+  """The generator's adversarial loss (`LOSSES[state.loss]`), plus the
   weighted class loss of D's classifier against the requested `labels`."""
   logits, class_logits = _discriminate(state, state.discriminator.params, fake, labels,
                                        jax.random.fold_in(rng, 2))
-  loss = _bce(logits, 1.0)
+  loss = LOSSES[state.loss].generator(logits)
   if state.class_loss_weight:
     loss += state.class_loss_weight * class_loss(class_logits, labels)
   return loss
@@ -222,7 +255,7 @@ def discriminator_step(state: GANState, batch: Batch, rng: jax.Array
 
 def generator_step(state: GANState, batch: Batch, rng: jax.Array
                    ) -> tuple[GANState, Metrics]:
-  """One generator update with the non-saturating loss (generated -> 1).
+  """One generator update (generated -> 1, in the terms of `state.loss`).
 
   Args:
     state: both networks; only the generator (and its BatchNorm stats) changes.

@@ -46,14 +46,15 @@ Log = Callable[[str], None]
 
 # Fields that must match to resume a run (epochs and save_interval may change).
 RESUME_FIELDS = ('dataset', 'arch', 'conditional', 'noise_dim', 'batch_size', 'learning_rate',
-                 'beta1', 'ema_decay', 'label_smoothing', 'class_loss_weight', 'seed',
+                 'beta1', 'ema_decay', 'label_smoothing', 'loss', 'class_loss_weight', 'seed',
                  'dtype', 'limit', 'eval_samples')
 # What a run writes into its workdir.
 OUTPUTS = ('checkpoints', 'generated_samples', 'final_generated_images', 'plots',
            'tensorboard', 'metrics.jsonl', 'report.json', 'run.json')
-# The names gan_jax gives what it writes, by folder ('.': the workdir itself);
-# --overwrite removes exactly these (a folder only once empty), so a user's
-# own files stay. `.tmp-*`: an atomic write cut short (files.py).
+# The names gan_jax gives what it writes, by folder ('.': the workdir itself).
+# --overwrite removes what has one of these names and is in the workdir's
+# record of what gan_jax wrote (files.RECORD), a folder only once empty, so a
+# user's own files stay. `.tmp-*`: an atomic write cut short (files.py).
 OUTPUT_NAMES = {
     '.': (r'metrics\.jsonl', r'report\.json', r'run\.json', r'error\.log'),
     'checkpoints': (r'\d+', r'\d+\.damaged(-\d+)?', r'\d+\.orbax-checkpoint-tmp.*'),
@@ -163,15 +164,21 @@ def check_workdir(config: Config) -> None:
 
 
 def gan_jax_outputs(workdir: str) -> list[str]:
-  """The paths in `workdir` that gan_jax wrote, told by the names it gives them."""
+  """The paths in `workdir` that gan_jax wrote: named as it names them and in
+  its record (a workdir without a record: by the names alone)."""
   found = []
+  recorded = files.recorded(workdir)
   for folder, patterns in OUTPUT_NAMES.items():
     path = os.path.normpath(os.path.join(workdir, folder))
     if not os.path.isdir(path) or os.path.islink(path):
       continue
     for name in sorted(os.listdir(path)):
-      if any(re.fullmatch(p, name) for p in patterns + (r'\.tmp-.*',)):
-        found.append(os.path.join(path, name))
+      full = os.path.join(path, name)
+      if re.fullmatch(r'\.tmp-.*|.*\.orbax-checkpoint-tmp.*', name):
+        found.append(full)  # Half-written by gan_jax or Orbax.
+      elif any(re.fullmatch(p, name) for p in patterns) and (
+          recorded is None or os.path.relpath(full, workdir) in recorded):
+        found.append(full)
   return found
 
 
@@ -220,6 +227,8 @@ def prepare_workdir(config: Config, log: Log) -> None:
     log(_overwrite_message(workdir, ours))
     if multihost.is_main():
       _remove_outputs(workdir, gan_jax_outputs(workdir))
+      with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(workdir, files.RECORD))
     multihost.sync('overwrite')
   elif present and not checkpoints.has_checkpoint(workdir):
     raise RunError(
@@ -457,6 +466,8 @@ def _cleaned_up_on_failure(workdir: str, created: tuple[str, ...]) -> Iterator[N
   workdir and its lock file, where this run made them (they go too).
   """
   before = set(gan_jax_outputs(workdir))
+  record = os.path.join(workdir, files.RECORD)
+  had_record = os.path.exists(record)
   try:
     yield
   except BaseException:
@@ -464,6 +475,9 @@ def _cleaned_up_on_failure(workdir: str, created: tuple[str, ...]) -> Iterator[N
       # Cleaning up must not hide the cause: whatever cannot go stays.
       _remove_outputs(workdir, [p for p in gan_jax_outputs(workdir) if p not in before],
                       strict=False)
+      if not had_record and not gan_jax_outputs(workdir):
+        with contextlib.suppress(OSError):
+          os.unlink(record)
       for path in created:  # The lock file, then the workdir if left empty.
         with contextlib.suppress(OSError):
           if os.path.isfile(path):
@@ -521,11 +535,20 @@ def train_and_evaluate(config: Config, log: Log = print) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def _held(workdir: str) -> Iterator[None]:
-  """The workdir's exclusive lock, held by process 0 (one run per workdir)."""
-  if not multihost.is_main():
-    yield
-    return
-  with workdir_lock.hold(workdir, exclusive=True, command='training'):
+  """The workdir's exclusive lock, held by process 0 (one run per workdir);
+  with --distributed every process learns whether it got it, so a refused
+  run stops everywhere at once."""
+  with contextlib.ExitStack() as stack:
+    failed = None
+    if multihost.is_main():
+      try:
+        stack.enter_context(workdir_lock.hold(workdir, exclusive=True, command='training'))
+      except Exception as e:  # pylint: disable=broad-except  # Raised below, everywhere.
+        failed = e
+    if multihost.any_process(failed is not None):
+      raise failed or workdir_lock.WorkdirBusy(
+          f'process 0 could not take {workdir} (in use by another gan_jax run, or not '
+          'writable; its own line says which); fix that and run the same commands again')
     yield
 
 
@@ -534,7 +557,7 @@ def _train_in_workdir(config: Config, data: input_pipeline.Split, evaluator: _Ev
   """The run once set up and holding the workdir: resume, train, final outputs."""
   prepare_workdir(config, log)
   workdir = os.path.abspath(config.workdir)
-  with _cleaned_up_on_failure(workdir, created):
+  with _cleaned_up_on_failure(workdir, created), files.recording_outputs(workdir):
     keys = _keys(config.seed)
     mesh = train.make_mesh()
     if multihost.is_main():
@@ -582,18 +605,9 @@ def _train_epochs(config: Config, data: input_pipeline.Split, mesh, progress: _P
                   manager, keys: dict[str, jax.Array], evaluator: _Evaluator,
                   log: Log) -> list[float]:
   """The epoch loop, from `progress.start_epoch` to `config.epochs`; updates
-  `progress` in place and returns the training speed of each epoch.
-
-  Each chunk of steps is fed from the host: the global batches are the same
-  in every process (they derive from --seed), and each process puts only its
-  own rows of them on its devices.
-  """
+  `progress` in place and returns the training speed of each epoch."""
   workdir = os.path.abspath(config.workdir)
-  num_examples = len(data.images)
-  batch_sharding = NamedSharding(mesh, P(None, 'data'))  # (steps, batch, ...)
-  rows = multihost.process_rows(batch_sharding, (1, config.batch_size), axis=1)
-  steps = num_examples // config.batch_size
-  chunk = config.steps_per_chunk or max(1, math.ceil(steps / 10))
+  steps = len(data.images) // config.batch_size
   # <= 0 only when a finished run lost its final outputs (killed while writing
   # them): they are made again after this loop.
   epochs_left = max(0, config.epochs - progress.start_epoch)
@@ -601,36 +615,15 @@ def _train_epochs(config: Config, data: input_pipeline.Split, mesh, progress: _P
   bar = tqdm(total=epochs_left * steps * config.batch_size, unit='img', unit_scale=True,
              disable=not show_bar, dynamic_ncols=True, leave=False)
   write = bar.write if show_bar else log
-  tb = None
-  if config.tensorboard and multihost.is_main():
-    from gan_jax.tensorboard import TensorBoardWriter
-    tb = TensorBoardWriter(os.path.join(workdir, 'tensorboard'))
+  tb = _tensorboard(config)
   images_per_s = []
   with _graceful_interrupts(write) as interrupt:
     for epoch in range(progress.start_epoch + 1, config.epochs + 1):
       bar.set_description(f'Epoch {epoch}/{config.epochs}')
       t0 = time.time()
-      idx = np.asarray(train.epoch_batches(jax.random.fold_in(keys['shuffle'], epoch),
-                                           num_examples, steps, config.batch_size))
-      sums = {k: 0.0 for k in train.METRIC_NAMES}
-      for lo in range(0, steps, chunk):
-        rows_idx = idx[lo:lo + chunk, rows]
-        local = {'image': data.images[rows_idx], 'label': data.labels[rows_idx]}
-        batches = jax.tree_util.tree_map(
-            lambda x: jax.make_array_from_process_local_data(
-                batch_sharding, x, (len(x), config.batch_size) + x.shape[2:]), local)
-        progress.state, m = train.run_chunk(progress.state, batches, keys['train'])
-        for k, v in jax.device_get(m).items():
-          sums[k] += float(v)
-        bar.update(min(chunk, steps - lo) * config.batch_size)
+      means = _train_epoch(config, data, mesh, progress, keys, epoch, bar)
       seconds = time.time() - t0
-      means = {k: v / steps for k, v in sums.items()}
-      if not all(math.isfinite(v) for v in means.values()):
-        last = manager.latest_step()
-        raise NonFiniteLossError(
-            f'epoch {epoch}: non-finite loss ({means}); training stopped. The last '
-            f'good checkpoint ({"epoch " + str(last) if last else "none"}) is kept in '
-            f'{checkpoints.checkpoint_dir(workdir)}; try a lower --learning_rate')
+      _check_finite(means, epoch, manager, workdir)
       rate = steps * config.batch_size / seconds
       images_per_s.append(rate)
       record = _metrics_record(epoch, config, means, seconds, rate)
@@ -660,6 +653,51 @@ def _train_epochs(config: Config, data: input_pipeline.Split, mesh, progress: _P
   if tb:
     tb.close()
   return images_per_s
+
+
+def _tensorboard(config: Config) -> Any:
+  """The TensorBoard writer of --tensorboard (process 0), else None."""
+  if not (config.tensorboard and multihost.is_main()):
+    return None
+  from gan_jax.tensorboard import TensorBoardWriter
+  return TensorBoardWriter(os.path.join(os.path.abspath(config.workdir), 'tensorboard'))
+
+
+def _train_epoch(config: Config, data: input_pipeline.Split, mesh, progress: _Progress,
+                 keys: dict[str, jax.Array], epoch: int, bar: Any) -> dict[str, float]:
+  """One epoch of `train.run_chunk` calls on a fresh permutation of the data;
+  updates `progress.state` and returns the epoch's mean metrics.
+
+  The global batches are the same in every process (they derive from --seed),
+  and each process puts only its own rows of them on its devices.
+  """
+  batch_sharding = NamedSharding(mesh, P(None, 'data'))  # (steps, batch, ...)
+  rows = multihost.process_rows(batch_sharding, (1, config.batch_size), axis=1)
+  steps = len(data.images) // config.batch_size
+  chunk = config.steps_per_chunk or max(1, math.ceil(steps / 10))
+  idx = np.asarray(train.epoch_batches(jax.random.fold_in(keys['shuffle'], epoch),
+                                       len(data.images), steps, config.batch_size))
+  sums = {k: 0.0 for k in train.METRIC_NAMES}
+  for lo in range(0, steps, chunk):
+    rows_idx = idx[lo:lo + chunk, rows]
+    local = {'image': data.images[rows_idx], 'label': data.labels[rows_idx]}
+    batches = jax.tree_util.tree_map(
+        lambda x: jax.make_array_from_process_local_data(
+            batch_sharding, x, (len(x), config.batch_size) + x.shape[2:]), local)
+    progress.state, m = train.run_chunk(progress.state, batches, keys['train'])
+    for k, v in jax.device_get(m).items():
+      sums[k] += float(v)
+    bar.update(min(chunk, steps - lo) * config.batch_size)
+  return {k: v / steps for k, v in sums.items()}
+
+
+def _check_finite(means: dict[str, float], epoch: int, manager, workdir: str) -> None:
+  if not all(math.isfinite(v) for v in means.values()):
+    last = manager.latest_step()
+    raise NonFiniteLossError(
+        f'epoch {epoch}: non-finite loss ({means}); training stopped. The last '
+        f'good checkpoint ({"epoch " + str(last) if last else "none"}) is kept in '
+        f'{checkpoints.checkpoint_dir(workdir)}; try a lower --learning_rate')
 
 
 def _save_epoch_outputs(config: Config, epoch: int, progress: _Progress,

@@ -180,3 +180,21 @@ def test_a_killed_peer_stops_the_other_with_one_line_and_the_same_commands_resum
   for rc, _, err in resumed:
     assert rc == 0, err[-3000:]
   assert f'Resuming from the checkpoint of epoch {kept}' in resumed[0][1]
+
+
+def test_a_busy_workdir_stops_every_process_with_one_line(tmp_path, data_dir, classifier_dir):
+  from gan_jax import workdir_lock
+  workdir = tmp_path / 'run'
+  with workdir_lock.hold(str(workdir), command='training'):  # Another run holds it.
+    start = time.time()
+    results = _wait(_start_processes(_run_args(workdir, data_dir, classifier_dir)),
+                    timeout=300)
+  assert time.time() - start < 120  # Not left waiting for process 0 until a timeout.
+  (rc0, _, err0), (rc1, _, err1) = results
+  assert (rc0, rc1) == (2, 2), (err0[-2000:], err1[-2000:])
+  line0, = [l for l in err0.splitlines() if l.startswith('error:')]
+  line1, = [l for l in err1.splitlines() if l.startswith('error:')]
+  assert 'is in use by another gan_jax run (pid' in line0
+  assert line1.startswith(f'error: process 0 could not take {workdir}')
+  assert 'Traceback' not in err0 + err1
+  assert not (workdir / 'checkpoints').exists()

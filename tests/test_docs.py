@@ -125,3 +125,28 @@ def test_the_narration_check_allows_upstream_references_only():
   for line in ('short of issue #11', 'fixed in (#42)', 'found this session', 'issue 12'):
     assert any(p.search(line) for p in NARRATION) or any(
         not UPSTREAM.search(line[:m.start()]) for m in ISSUE_NUMBER.finditer(line)), line
+
+
+FUNCTION_MAX_LINES = 60
+
+
+def long_functions(paths=None) -> list[str]:
+  """'path:name (N lines)' of every function in gan_jax/ over FUNCTION_MAX_LINES."""
+  found = []
+  for path in paths or sorted(glob.glob(os.path.join(REPO_ROOT, 'gan_jax', '*.py'))):
+    with open(path, encoding='utf-8') as f:
+      tree = ast.parse(f.read())
+    for node in ast.walk(tree):
+      if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        lines = node.end_lineno - node.lineno + 1
+        if lines > FUNCTION_MAX_LINES:
+          found.append(f'{os.path.relpath(path, REPO_ROOT)}:{node.name} ({lines} lines)')
+  return found
+
+
+def test_no_function_is_over_60_lines(tmp_path):
+  assert long_functions() == []
+  # The check sees a long one.
+  long = tmp_path / 'long.py'
+  long.write_text('def f():\n' + '  x = 1\n' * 60)
+  assert long_functions([str(long)]) == [f'{os.path.relpath(long, REPO_ROOT)}:f (61 lines)']

@@ -404,8 +404,11 @@ def test_an_unreadable_data_folder_is_not_called_unprepared(data_copy, monkeypat
 def test_overwrite_removes_only_what_gan_jax_wrote(tmp_path, trained, mock_data_dir,
                                                    classifier_dir):
   workdir = _copy(trained, tmp_path)
+  # The last two have names gan_jax gives its own outputs, but it did not write them.
   mine = {'plots/figure1.txt': 'my figure', 'notes.md': 'my notes',
-          'checkpoints/README': 'my readme', 'generated_samples/epoch_best.png': 'mine'}
+          'checkpoints/README': 'my readme', 'generated_samples/epoch_best.png': 'mine',
+          'generated_samples/epoch_99.png': 'mine too',
+          'final_generated_images/img_5000.png': 'mine as well'}
   for name, text in mine.items():
     (workdir / name).write_text(text)
   lines = []

@@ -44,6 +44,7 @@ BAD_FLAGS = [
     (['--beta1=1.5'], '--beta1'),
     (['--ema_decay=1'], '--ema_decay'),
     (['--label_smoothing=0.7'], '--label_smoothing'),
+    (['--loss=wasserstein'], '--loss'),
     (['--conditional', '--class_loss_weight=-1'], '--class_loss_weight'),
     (['--save_interval=0'], '--save_interval'),
     (['--save_interval=50', '--epochs=10'], '--save_interval'),
@@ -87,7 +88,7 @@ def test_help_lists_every_flag_with_its_default(tmp_path):
                'save_interval', 'arch', 'seed', 'workdir', 'data_dir', 'beta1', 'dtype',
                'ema_decay', 'label_smoothing', 'mode', 'num_samples', 'sample_dir', 'interactive', 'overwrite',
                'conditional', 'class_loss_weight', 'label', 'export_dir', 'min_confidence',
-               'cas'):
+               'cas', 'loss'):
     assert f'--{flag}' in text or f'--[no]{flag}' in text, flag
   assert "(default: '30')" in text and "(default: '0.0004')" in text
 

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gan_jax import train
+from gan_jax import config as config_lib, train
 from gan_jax.config import Config
 
 
@@ -320,3 +320,35 @@ def test_conditional_generator_needs_labels_and_follows_them():
   # An unconditional generator ignores labels.
   plain = _state('mlp')
   np.testing.assert_array_equal(train.generate(plain, z, [3] * 4), train.generate(plain, z))
+
+
+def test_each_loss_is_its_formula_on_a_tiny_input():
+  real, fake, t = jnp.array([2.0, -1.0]), jnp.array([0.5, -3.0]), 0.9
+  sig = lambda x: 1 / (1 + np.exp(-np.asarray(x)))
+  bce = lambda x, y: -np.mean(y * np.log(sig(x)) + (1 - y) * np.log(1 - sig(x)))
+  expected = {
+      'ns': (bce(real, t) + bce(fake, 0.0), bce(fake, 1.0)),
+      # relu(1 - 2) = 0, relu(1 + 1) = 2; relu(1.5) = 1.5, relu(-2) = 0.
+      'hinge': ((0 + 2) / 2 + (1.5 + 0) / 2, -(0.5 - 3.0) / 2),
+      'ls': (0.5 * (((2 - t) ** 2 + (-1 - t) ** 2) / 2 + (0.25 + 9) / 2),
+             0.5 * ((0.5 - 1) ** 2 + (-3 - 1) ** 2) / 2),
+  }
+  assert set(train.LOSSES) == set(expected) == set(config_lib.LOSSES)
+  for name, (d, g) in expected.items():
+    loss = train.LOSSES[name]
+    np.testing.assert_allclose(loss.discriminator(real, fake, t), d, rtol=1e-6)
+    np.testing.assert_allclose(loss.generator(fake), g, rtol=1e-6)
+
+
+@pytest.mark.parametrize('loss', ['hinge', 'ls'])
+def test_a_step_with_each_loss_gives_finite_losses_and_changes_both_networks(loss):
+  state = _state('mlp', loss=loss)
+  new, metrics = jax.jit(train.train_step)(state, _batch(), jax.random.PRNGKey(1))
+  assert all(np.isfinite(float(v)) for v in metrics.values())
+  for old, changed in ((state.generator.params, new.generator.params),
+                       (state.discriminator.params, new.discriminator.params)):
+    assert any(not np.allclose(a, b) for a, b in zip(jax.tree_util.tree_leaves(old),
+                                                     jax.tree_util.tree_leaves(changed)))
+  # The loss decides the step: the same inputs under 'ns' give other losses.
+  _, ns = jax.jit(train.train_step)(_state('mlp'), _batch(), jax.random.PRNGKey(1))
+  assert float(ns['d_loss']) != float(metrics['d_loss'])
