@@ -72,6 +72,14 @@ class GANState:
     return self.generator_ema if self.ema_decay > 0 else self.generator.params
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _init(module: Any, rng: jax.Array, *inputs: jax.Array) -> dict[str, Any]:
+  """`module.init` compiled once per network (eagerly, each operation is
+  compiled on its own: seconds on CPU); the module is a static argument, so
+  a second state of the same network reuses the compilation."""
+  return module.init(rng, *inputs, train=False)
+
+
 def create_state(config: Config, rng: jax.Array) -> GANState:
   """Initialises both networks and their Adam optimizers.
 
@@ -87,11 +95,8 @@ def create_state(config: Config, rng: jax.Array) -> GANState:
                                                 num_classes)
   g_rng, d_rng = jax.random.split(rng)
   labels = jnp.zeros((1,), jnp.int32)
-  # Jitted: one compilation instead of one per operation (seconds on CPU).
-  g_vars = jax.jit(functools.partial(generator.init, train=False))(
-      g_rng, jnp.zeros((1, config.noise_dim)), labels)
-  d_vars = jax.jit(functools.partial(discriminator.init, train=False))(
-      d_rng, jnp.zeros((1,) + datasets.IMAGE_SHAPE), labels)
+  g_vars = _init(generator, g_rng, jnp.zeros((1, config.noise_dim)), labels)
+  d_vars = _init(discriminator, d_rng, jnp.zeros((1,) + datasets.IMAGE_SHAPE), labels)
 
   def make(module, variables):
     return TrainState.create(
