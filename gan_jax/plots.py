@@ -180,13 +180,12 @@ def _epoch_grids(sample_dir: str) -> list[tuple[int, str]]:
   (in the workdir's record, if it has one), in epoch order."""
   if not os.path.isdir(sample_dir):
     return []
-  workdir = os.path.dirname(os.path.abspath(sample_dir))
-  recorded = files.recorded(workdir)
+  recorded = files.recorded(os.path.dirname(os.path.abspath(sample_dir)))
+  folder = os.path.basename(os.path.abspath(sample_dir))
   found = []
   for name in os.listdir(sample_dir):
     match = _GRID_RE.match(name)
-    if match and (recorded is None or os.path.relpath(
-        os.path.join(workdir, os.path.basename(sample_dir), name), workdir) in recorded):
+    if match and (recorded is None or os.path.join(folder, name) in recorded):
       found.append((int(match.group(1)), os.path.join(sample_dir, name)))
   # Numeric order: 'epoch_100' sorts after 'epoch_95'.
   return sorted(found)
