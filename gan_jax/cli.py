@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import faulthandler
 import logging as std_logging
 import os
 import re
@@ -31,7 +32,7 @@ xla_setup.use_fast_cpu_settings()  # Before jax is imported (by absl or below).
 
 from absl import app, flags, logging  # noqa: E402
 
-from gan_jax import config as config_lib, errors, files  # noqa: E402
+from gan_jax import config as config_lib, errors, files, supervisor  # noqa: E402
 
 _D = config_lib.Config()
 FLAGS = flags.FLAGS
@@ -212,13 +213,13 @@ def _start_distributed(jax) -> None:
   watchdog.cancel()
 
 
-PEER_LOST = 5  # The exit code of a process whose peer stopped answering.
 _PEER_LOSS_SIGNS = ('Connection closed by peer', 'Connection reset by peer', 'Gloo ',
                     'heartbeat', 'UNAVAILABLE')
 
 
 def _peer_lost(e: Exception) -> None:
-  """A --distributed peer died (its collectives failed): one line, exit 5.
+  """A --distributed peer died (its collectives failed): one line (printed by
+  the parent, `supervisor`), exit 5.
 
   os._exit: JAX's own shutdown at exit would wait on the dead peer and then
   abort with pages of XLA log.
@@ -231,17 +232,21 @@ def _peer_lost(e: Exception) -> None:
   else:
     who = f'the process at {address.group(1)}' if address else 'a process'
   cause = re.split(r': \[|; ', (text.splitlines() or [''])[0])[0][:100]
-  print(f'error: --distributed: {who} stopped answering ({cause}); '
-        f'{_kept(FLAGS.workdir)}; run the same commands again to resume from it',
-        file=sys.stderr, flush=True)
   _log_traceback(FLAGS.workdir)
-  os._exit(PEER_LOST)
+  supervisor.report(f'error: --distributed: {who} stopped answering ({cause}); '
+                    f'{_kept(FLAGS.workdir)}; run the same commands again to resume from it')
+  os._exit(supervisor.PEER_LOST)
 
 
 def main(argv: list[str]) -> None:
   logging.set_verbosity(logging.WARNING)  # Keep JAX's start-up chatter out of the way.
   # Epoch lines must show up at once in `| tee log`, nohup files and notebooks too.
   sys.stdout.reconfigure(line_buffering=True)
+  if FLAGS.distributed and not supervisor.is_child():
+    sys.exit(supervisor.run_child(FLAGS.num_processes, lambda: _kept(FLAGS.workdir),
+                                  lambda text: _log_text(FLAGS.workdir, text)))
+  if supervisor.is_child():  # Fatal dumps go to the child's log, not the terminal.
+    faulthandler.enable(sys.__stderr__)
   if len(argv) > 1:
     _fail(f'unexpected arguments {argv[1:]}; every option is a --flag (see --help)')
   if FLAGS.mode not in config_lib.MODES:
@@ -370,6 +375,8 @@ class _OrbaxErrorFilter(std_logging.Filter):
 def run() -> None:
   """Starts the command line (run.py, the `gan-jax` command, `python -m gan_jax`)."""
   # --helpshort lists the main program's key flags; make ours theirs.
+  if supervisor.is_child():
+    supervisor.become_child()
   for flag in FLAGS.get_key_flags_for_module(__name__):
     FLAGS.register_key_flag_for_module(sys.argv[0], flag)
   app.run(main)
