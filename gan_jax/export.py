@@ -310,24 +310,28 @@ def export_from_run(config: Config, log: Log = print) -> dict[str, Any]:
                                           log=log)
   drawn = draw(state, run_config, config, stored.classifier)
   class_names = list(datasets.CLASS_NAMES[datasets.canonical_name(run_config.dataset)])
-  os.makedirs(os.path.dirname(dest), exist_ok=True)
-  tmp = tempfile.mkdtemp(dir=os.path.dirname(dest), prefix='.export-tmp-')
-  try:
-    # The quality figures (mostly XLA) are computed while the files (mostly
-    # I/O) are written: the two overlap on a 2-core CPU.
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-      figures = pool.submit(set_quality, drawn, stored, run_config, data_dir)
-      exported = serialize.export_generator(state)
-      write_folder(tmp, drawn, class_names, exported.serialize())
-      figures = figures.result()
-    cas = _cas(config, run_config, drawn, data_dir, log)
-    manifest = _manifest(config, run_config, epoch, drawn, stored, figures, cas)
-    manifest['generator'] = serialize.describe(exported)
-    files.write_json(os.path.join(tmp, MANIFEST), manifest)
-    install(tmp, dest)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
+  # A failed write is one line; the folder is written beside `dest`, then renamed.
+  unchanged = f'the run in {os.path.abspath(config.workdir)} and {dest} are unchanged'
+  with trainer.write_failures_explained(config.workdir, 'the export failed', unchanged,
+                                        dest):
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=os.path.dirname(dest), prefix='.export-tmp-')
+    try:
+      # The quality figures (mostly XLA) are computed while the files (mostly
+      # I/O) are written: the two overlap on a 2-core CPU.
+      with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        figures = pool.submit(set_quality, drawn, stored, run_config, data_dir)
+        exported = serialize.export_generator(state)
+        write_folder(tmp, drawn, class_names, exported.serialize())
+        figures = figures.result()
+      cas = _cas(config, run_config, drawn, data_dir, log)
+      manifest = _manifest(config, run_config, epoch, drawn, stored, figures, cas)
+      manifest['generator'] = serialize.describe(exported)
+      files.write_json(os.path.join(tmp, MANIFEST), manifest)
+      install(tmp, dest)
+    except BaseException:
+      shutil.rmtree(tmp, ignore_errors=True)
+      raise
   _print_summary(dest, manifest, time.time() - t0, log)
   return manifest
 

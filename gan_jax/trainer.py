@@ -423,7 +423,7 @@ def _resume(manager, config: Config, fresh: _Progress, log: Log) -> _Progress:
 def _save_checkpoint(manager, config: Config, epoch: int, progress: _Progress) -> None:
   """Every process takes part (Orbax writes each array once)."""
   workdir = os.path.abspath(config.workdir)
-  with _write_failures_explained(workdir, f'the checkpoint of epoch {epoch} failed',
+  with write_failures_explained(workdir, f'the checkpoint of epoch {epoch} failed',
                                  where=os.path.join(checkpoints.checkpoint_dir(workdir),
                                                     str(epoch))):
     checkpoints.save(manager, epoch, checkpoint_tree(progress.state, progress.fixed_noise),
@@ -441,7 +441,7 @@ def _kept(workdir: str) -> str:
 
 
 @contextlib.contextmanager
-def _write_failures_explained(workdir: str, what: str, kept: str | None = None,
+def write_failures_explained(workdir: str, what: str, kept: str | None = None,
                               where: str | None = None) -> Iterator[None]:
   """Turns a failed write (disk full, permissions...) into one `WriteError`
   line saying what was kept (default: the last checkpoint) and where (when the
@@ -529,7 +529,7 @@ def train_and_evaluate(config: Config, log: Log = print) -> dict[str, Any]:
   workdir = os.path.abspath(config.workdir)
   lock = workdir_lock.lock_path(workdir)
   created = tuple(p for p in (lock, workdir) if not os.path.exists(p))
-  with _held(workdir), _write_failures_explained(workdir, 'the run stopped'):
+  with _held(workdir), write_failures_explained(workdir, 'the run stopped'):
     return _train_in_workdir(config, data, evaluator, created, t_start, log)
 
 
@@ -585,7 +585,7 @@ def _train_in_workdir(config: Config, data: input_pipeline.Split, evaluator: _Ev
   if not multihost.is_main():
     multihost.sync('final outputs')
     return {}
-  with _write_failures_explained(workdir, 'the final outputs failed'):
+  with write_failures_explained(workdir, 'the final outputs failed'):
     report = _final_outputs(config, workdir, multihost.local_copy(progress.state), keys,
                             evaluator, progress.history, log)
     report['wall_seconds'] = round(time.time() - t_start, 1)
@@ -876,7 +876,7 @@ def sample_from_run(config: Config, log: Log = print) -> list[str]:
   """
   workdir = os.path.abspath(config.workdir)
   with workdir_lock.hold(workdir, exclusive=False, command='sampling'), \
-       _write_failures_explained(workdir, 'sampling failed',
+       write_failures_explained(workdir, 'sampling failed',
                                  f'the run in {workdir} is unchanged'):
     return _sample(config, workdir, log)
 

@@ -266,6 +266,41 @@ def test_sample_dir_under_a_file_is_one_line_from_the_command_line(tmp_path, tra
   assert (tmp_path / 'a_file').read_text() == 'mine'
 
 
+def test_export_failing_to_write_is_one_line_and_leaves_no_folder(
+    tmp_path, trained, mock_data_dir, classifier_dir, monkeypatch):
+  from gan_jax import export
+  workdir = _copy(trained, tmp_path)
+  dest = tmp_path / 'exports' / 'set'
+  real = export.write_folder
+
+  def write_then_fail(folder, *args):
+    real(folder, *args)
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.path.join(folder, 'data.npz'))
+
+  monkeypatch.setattr(export, 'write_folder', write_then_fail)
+  config = _config(workdir, mock_data_dir, classifier_dir, num_samples=20,
+                   export_dir=str(dest), cas=False)
+  with pytest.raises(errors.WriteError) as info:
+    export.export_from_run(config, log=_quiet)
+  message = _one_line(info.value)
+  assert message.startswith(f'the export failed while writing {dest.parent}')
+  assert 'No space left on device (ENOSPC)' in message
+  assert f'the run in {workdir} and {dest} are unchanged' in message
+  assert os.listdir(dest.parent) == []  # Nothing half-written, no temporary folder.
+
+
+def test_export_dir_under_a_file_is_refused_before_anything_is_drawn(tmp_path, trained):
+  workdir = _copy(trained, tmp_path)
+  (tmp_path / 'a_file').write_text('mine')
+  result = _cli(['--mode=export', f'--workdir={workdir}', f'--export_dir={tmp_path}/a_file/x',
+                 '--num_samples=20', '--nocas'], cwd=tmp_path)
+  assert result.returncode == 2, result.stderr
+  line, = [l for l in result.stderr.splitlines() if l.strip()]
+  assert line == (f'error: --export_dir={tmp_path}/a_file/x: cannot write in {tmp_path}/a_file '
+                  '(Not a directory); choose a folder you can write to')
+  assert (tmp_path / 'a_file').read_text() == 'mine'
+
+
 def _cli_in_process(workdir, monkeypatch):
   """gan_jax.cli with its flags parsed; the hooks it installs are undone after the test."""
   import logging
