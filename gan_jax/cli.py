@@ -290,7 +290,7 @@ def main(argv: list[str]) -> None:
 def _run_mode(config: config_lib.Config) -> None:
   """Runs --mode; every failure a user can act on ends as one line and an exit code."""
   from gan_jax import trainer
-  std_logging.getLogger('absl').addFilter(_OrbaxErrorFilter())
+  std_logging.getLogger('absl').addFilter(_LibraryNoiseFilter())
   _quiet_closed_loop_noise(config.workdir)
   try:
     if FLAGS.mode == 'sample':
@@ -364,12 +364,15 @@ def _quiet_closed_loop_noise(workdir: str) -> None:
         args.exc_type, args.exc_value, args.exc_traceback))
 
 
-class _OrbaxErrorFilter(std_logging.Filter):
-  """Drops Orbax's own logging of a failed save (a traceback per thread): the
-  failure reaches the command line, which prints one line and logs it."""
+class _LibraryNoiseFilter(std_logging.Filter):
+  """Drops Orbax's own logging of a failed save (a traceback per thread: the
+  failure reaches the command line, which prints one line and logs it) and
+  TFDS's advice to install OpenCV (PIL decodes these small PNGs well)."""
 
   def filter(self, record: std_logging.LogRecord) -> bool:
-    return not (record.levelno >= std_logging.ERROR and '/orbax/' in record.pathname)
+    if record.levelno >= std_logging.ERROR and '/orbax/' in record.pathname:
+      return False
+    return not str(record.msg).startswith('OpenCV is not installed')
 
 
 def run() -> None:

@@ -58,6 +58,7 @@ def test_readme_main_command_on_a_fresh_home(tmp_path, data_dir):
   assert result.returncode == 0, (command, result.stdout[-2000:], result.stderr[-3000:])
   assert 'Epoch 1/1 | D_loss: ' in result.stdout
   assert 'Summary' in result.stdout
+  assert result.stderr == '', result.stderr[-3000:]  # No library chatter on a clean run.
   with open(checkout / 'report.json') as f:
     report = json.load(f)
   shipped = classifier_store.load('mnist', classifier_store.shipped_dir('mnist'))
