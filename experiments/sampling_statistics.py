@@ -15,7 +15,7 @@ run's final checkpoint this prints, as JSON lines:
 * the pixel range of `--mode=sample --num_samples=1`.
 
 Usage:
-  python experiments/sampling_statistics.py --workdir=RUN [--samples=1000]
+  python experiments/sampling_statistics.py --workdir=RUN [--samples=1000] [--draws=1]
 Data from $TFDS_DATA_DIR (or --data_dir); the classifier the run used.
 """
 
@@ -72,22 +72,27 @@ def main() -> None:
   parser.add_argument('--workdir', required=True)
   parser.add_argument('--data_dir', default=None)
   parser.add_argument('--samples', type=int, default=1000, help='images per class')
+  parser.add_argument('--draws', type=int, default=1, help='evaluation draws of the FD and '
+                      'IS (draw d > 0 folds 1000 * d into the evaluation key)')
   args = parser.parse_args()
   run_config, state, epoch = restore(args.workdir)
   data_dir = input_pipeline.resolve_data_dir(args.data_dir or run_config.data_dir)
   evaluator = trainer._Evaluator(run_config.replace(data_dir=data_dir), print)  # pylint: disable=protected-access
   n = run_config.eval_samples
-  key = jax.random.fold_in(trainer._keys(run_config.seed)['eval'], epoch)  # pylint: disable=protected-access
-  z = np.asarray(train.sample_noise(key, n, state.noise_dim))
   C = state.num_classes
   turn = np.arange(n) % C if C else np.zeros(n, np.int32)
   requested = turn if C else None
-  for how, images in (('batch statistics', with_batch_statistics(state, z, turn)),
-                      ('standing statistics', train.generate(state, z, turn))):
-    q = quality.evaluate(evaluator.classifier, images, evaluator.reference_stats,
-                         requested_labels=requested)
-    print(json.dumps({'workdir': args.workdir, 'epoch': epoch, 'sampling': how,
-                      'images': n, **{k: round(float(v), 4) for k, v in q.items()}}))
+  for draw in range(args.draws):
+    key = jax.random.fold_in(trainer._keys(run_config.seed)['eval'], epoch)  # pylint: disable=protected-access
+    key = jax.random.fold_in(key, 1000 * draw) if draw else key
+    z = np.asarray(train.sample_noise(key, n, state.noise_dim))
+    for how, images in (('batch statistics', with_batch_statistics(state, z, turn)),
+                        ('standing statistics', train.generate(state, z, turn))):
+      q = quality.evaluate(evaluator.classifier, images, evaluator.reference_stats,
+                           requested_labels=requested)
+      print(json.dumps({'workdir': args.workdir, 'epoch': epoch, 'draw': draw,
+                        'sampling': how, 'images': n,
+                        **{k: round(float(v), 4) for k, v in q.items()}}))
   cli_config = Config(workdir=args.workdir, seed=run_config.seed)
   if C:
     for k in range(C):
