@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
-from gan_jax import files  # noqa: E402
+from gan_jax import files, quality  # noqa: E402
 
 _DPI = 100
 _GRID_RE = re.compile(r'^epoch_(\d+)\.png$')
@@ -111,15 +111,12 @@ def plot_quality(records: Sequence[Mapping[str, Any]],
   """
   reference = reference or {}
   records = _by_epoch(records)
-  panels = [('fd', 'Fréchet distance (lower is better)', 'tab:red'),
-            ('is', 'Inception score (higher is better)', 'tab:purple')]
-  if any('label_agreement' in r for r in records):  # A conditional run.
-    panels.append(('label_agreement', 'Label agreement (higher is better)', 'tab:green'))
-  if any('precision' in r for r in records):  # Fidelity and diversity.
-    panels += [('precision', 'Precision: fidelity (higher is better)', 'tab:blue'),
-               ('recall', 'Recall: diversity (higher is better)', 'tab:orange')]
+  # FD and IS always (a run without evaluations yet says so); the others when measured.
+  panels = [m for m in quality.CURVES
+            if m.key in ('fd', 'is') or any(m.key in r for r in records)]
   fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
-  for ax, (key, title, color) in zip(axes, panels):
+  for ax, metric in zip(axes, panels):
+    key, title, color = metric.key, metric.title, metric.color
     points = [(r['epoch'], _num(r.get(key))) for r in records]
     points = [(e, v) for e, v in points if not math.isnan(v)]
     if points:

@@ -242,13 +242,60 @@ PR_NEIGHBOURS = 3
 REAL_SAMPLE = 5000
 _BLOCK = 1000  # Rows of a pairwise-distance block: 1000 x 60,000 float32 = 240 MB.
 
-# Every figure this module adds to an evaluation: its key and its label in prose.
-METRIC_LABELS = {
-    'fd': 'FD', 'is': 'IS', 'precision': 'precision', 'recall': 'recall',
-    'label_agreement': 'label agreement', 'fd_per_class': 'FD per class',
-    'worst_class': 'worst class', 'memorisation_ratio': 'memorisation ratio',
-    'cas': 'CAS', 'cas_real': 'CAS of real data',
-}
+@dataclasses.dataclass(frozen=True)
+class Metric:
+  """One figure: its key (metrics.jsonl, report.json, TensorBoard), its label
+  and format (the quality line, the summary), its direction and, if it has a
+  curve over the epochs, the title and colour of its panel in quality.png."""
+  key: str
+  label: str
+  fmt: str = '.2f'
+  higher_is_better: bool | None = None  # None: not a score (e.g. a class index).
+  plot: str | None = None
+  color: str = 'black'
+  at_each_evaluation: bool = True  # False: measured once, at the end of a run.
+  conditional: bool = False  # Only a conditional run has it.
+
+  def text(self, value: Any) -> str:
+    """`label value`, e.g. 'FD 8.28' or 'label agreement 99.6%'."""
+    return f'{self.label} {value:{self.fmt}}'
+
+  @property
+  def title(self) -> str:
+    better = 'higher' if self.higher_is_better else 'lower'
+    return f'{self.plot} ({better} is better)'
+
+
+# Every figure of an evaluation and of a run's final checks, in report order.
+# A new metric is one entry here plus the function that computes it.
+METRICS = {m.key: m for m in (
+    Metric('fd', 'FD', higher_is_better=False, plot='Fréchet distance', color='tab:red'),
+    Metric('is', 'IS', higher_is_better=True, plot='Inception score', color='tab:purple'),
+    Metric('label_entropy', 'label entropy', '.3f'),
+    Metric('classes_covered', 'classes', 'd', higher_is_better=True),
+    Metric('mean_confidence', 'confidence', higher_is_better=True),
+    Metric('label_agreement', 'label agreement', '.1%', True, plot='Label agreement',
+           color='tab:green', conditional=True),
+    Metric('precision', 'precision', higher_is_better=True, plot='Precision: fidelity',
+           color='tab:blue'),
+    Metric('recall', 'recall', higher_is_better=True, plot='Recall: diversity',
+           color='tab:orange'),
+    Metric('fd_per_class', 'FD per class', '.1f', False, conditional=True),
+    Metric('worst_class', 'worst class', 'd', conditional=True),
+    Metric('memorisation_ratio', 'memorisation ratio', higher_is_better=True,
+           at_each_evaluation=False),
+    Metric('cas', 'CAS', '.2%', True, at_each_evaluation=False, conditional=True),
+    Metric('cas_real', 'CAS of real data', '.2%', True, at_each_evaluation=False,
+           conditional=True),
+)}
+# The figures with a curve over the epochs (quality.png, report.json's quality_curve).
+CURVES = tuple(m for m in METRICS.values() if m.plot)
+
+
+def evaluation_keys(conditional: bool) -> tuple[str, ...]:
+  """The keys of an evaluation of a run (report.json's `final`), in order."""
+  return tuple(m.key for m in METRICS.values()
+               if m.at_each_evaluation and (conditional or not m.conditional))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -38,7 +38,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
 from gan_jax import (checkpoints, datasets, errors, files, images, input_pipeline,
-                     multihost, train, workdir_lock)
+                     multihost, quality, train, workdir_lock)
 from gan_jax import config as config_lib
 from gan_jax.config import Config
 
@@ -295,7 +295,6 @@ class _Evaluator:
   def use_training_data(self, data: input_pipeline.Split) -> None:
     """Classifier features of the real training images: precision, recall and
     per-class FD at every evaluation, the memorisation check at the end."""
-    from gan_jax import quality
     self.train_images = data.images
     self.train_features = self.classifier.features(data.images)
     self.real = quality.real_features(self.train_features, data.labels)
@@ -305,7 +304,6 @@ class _Evaluator:
     """FD, IS, ... of n new images. A conditional GAN's are asked for every
     class equally and generated one class at a time (single-class batches, as
     ``--mode=sample --label=k`` makes them), and scored for label agreement."""
-    from gan_jax import quality
     z = np.asarray(train.sample_noise(key, n, state.noise_dim))
     if not state.num_classes:
       generated, labels = train.generate(state, z, variables=variables), None
@@ -721,28 +719,30 @@ def _save_epoch_outputs(config: Config, epoch: int, progress: _Progress,
   t_eval = time.time()
   q = evaluator.quality(state, jax.random.fold_in(keys['eval'], epoch),
                         config.eval_samples, variables)
-  agreement = (f' | label agreement {q["label_agreement"]:.1%}'
-               if 'label_agreement' in q else '')
-  write(f'  quality at epoch {epoch}: FD {q["fd"]:.2f} | IS {q["is"]:.2f} '
-        f'(real {evaluator.reference["is"]:.2f}) | classes {q["classes_covered"]}/10 '
-        f'| confidence {q["mean_confidence"]:.2f}{agreement}{_fidelity_text(q, config)} '
+  write(f'  quality at epoch {epoch}: {_quality_text(q, evaluator.reference, config)} '
         f'| {time.time() - t_eval:.1f}s')
   if tb:
     tb.image(epoch, 'samples', images.sample_grid(grid_images, side, side, scale=2))
   return q
 
 
-def _fidelity_text(q: dict[str, Any], config: Config) -> str:
-  """The quality line's precision, recall and worst class (conditional runs)."""
-  from gan_jax.quality import METRIC_LABELS as L
-  if 'precision' not in q:
-    return ''
-  text = f' | {L["precision"]} {q["precision"]:.2f} | {L["recall"]} {q["recall"]:.2f}'
+def _quality_text(q: dict[str, Any], reference: dict[str, Any], config: Config) -> str:
+  """The quality line: each figure of the evaluation with its label and format
+  (`quality.METRICS`), IS beside the real data's, the worst class by name."""
+  METRICS = quality.METRICS
+  parts = []
+  for key in ('fd', 'is', 'classes_covered', 'mean_confidence', 'label_agreement',
+              'precision', 'recall'):
+    if q.get(key) is not None:
+      parts.append(METRICS[key].text(q[key]))
+  parts[1] += f' (real {reference["is"]:.2f})'
+  parts[2] += f'/{datasets.NUM_CLASSES}'
   if q.get('worst_class') is not None:
     c = q['worst_class']
     name = datasets.CLASS_NAMES[datasets.canonical_name(config.dataset)][c]
-    text += f' | {L["worst_class"]} {name} (FD {q["fd_per_class"][c]:.1f})'
-  return text
+    parts.append(f'{METRICS["worst_class"].label} {name} '
+                 f'({METRICS["fd"].text(q["fd_per_class"][c])})')
+  return ' | '.join(parts)
 
 
 def _write_plots(workdir: str, history: list[dict[str, Any]],
@@ -779,18 +779,14 @@ def _final_outputs(config: Config, workdir: str, state: train.GANState,
   last = evaluated[-1] if evaluated else {}
   return {
       'epochs': config.epochs,
-      'final': {k: last.get(k) for k in ('epoch', 'fd', 'is', 'label_entropy',
-                                          'classes_covered', 'mean_confidence')
-                + (('label_agreement',) if config.conditional else ())
-                + ('precision', 'recall')
-                + (('fd_per_class', 'worst_class') if config.conditional else ())},
+      'final': {k: last.get(k)
+                for k in ('epoch',) + quality.evaluation_keys(config.conditional)},
       'reference': evaluator.reference,
       'classifier': evaluator.stored.describe(),
       'classifier_accuracy': evaluator.stored.test_accuracy,
       'label_counts': dict(zip(class_names, counts)),
-      'quality_curve': [{k: r[k] for k in ('epoch', 'fd', 'is', 'label_agreement',
-                                           'precision', 'recall') if k in r}
-                        for r in evaluated],
+      'quality_curve': [{k: r[k] for k in ('epoch', *(m.key for m in quality.CURVES))
+                         if k in r} for r in evaluated],
       **extra,
   }
 
@@ -847,9 +843,11 @@ def _print_summary(workdir: str, report: dict[str, Any], log: Log) -> None:
          if report['mean_images_per_s'] else ''),
   ]
   if final.get('fd') is not None:
-    lines.append(f'  final quality      FD {final["fd"]:.2f} | IS {final["is"]:.2f} '
-                 f'(real data: IS {ref["is"]:.2f}) | {final["classes_covered"]}/10 classes'
-                 + (f' | label agreement {final["label_agreement"]:.1%}'
+    m = quality.METRICS
+    lines.append(f'  final quality      {m["fd"].text(final["fd"])} | {m["is"].text(final["is"])} '
+                 f'(real data: {m["is"].text(ref["is"])}) | '
+                 f'{final["classes_covered"]}/{datasets.NUM_CLASSES} classes'
+                 + (f' | {m["label_agreement"].text(final["label_agreement"])}'
                     if final.get('label_agreement') is not None else ''))
   lines += [
       f'  sample grids       {rel("generated_samples")}/ (progression.gif)',

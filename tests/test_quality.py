@@ -173,6 +173,19 @@ def test_per_class_fd_names_the_class_that_is_off():
   assert scores['worst_class'] == 6 and len(scores['fd_per_class']) == 10
   assert scores['fd_per_class'][6] > 10 * max(scores['fd_per_class'][:6])
   assert 0.0 <= scores['precision'] <= 1.0 and 0.0 <= scores['recall'] <= 1.0
+  # Every figure an evaluation gives is an entry of the metrics table, in its order.
+  assert tuple(scores) == quality.evaluation_keys(conditional=True)
+  unconditional = quality.evaluate(_FixedFeatures(fake), np.zeros((2000, 28, 28)),
+                                   _reference(real), real=real)
+  assert tuple(unconditional) == quality.evaluation_keys(conditional=False)
+
+
+def test_a_metric_is_printed_and_plotted_from_its_table_entry():
+  fd, agreement = quality.METRICS['fd'], quality.METRICS['label_agreement']
+  assert fd.text(8.2761) == 'FD 8.28' and agreement.text(0.996) == 'label agreement 99.6%'
+  assert fd.title == 'Fréchet distance (lower is better)'
+  assert [m.key for m in quality.CURVES] == ['fd', 'is', 'label_agreement', 'precision',
+                                             'recall']
 
 
 class _FixedFeatures:
