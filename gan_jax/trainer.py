@@ -740,8 +740,8 @@ def _quality_text(q: dict[str, Any], reference: dict[str, Any], config: Config) 
   if q.get('worst_class') is not None:
     c = q['worst_class']
     name = datasets.CLASS_NAMES[datasets.canonical_name(config.dataset)][c]
-    parts.append(f'{METRICS["worst_class"].label} {name} '
-                 f'({METRICS["fd"].text(q["fd_per_class"][c])})')
+    fd = f'{METRICS["fd"].label} {q["fd_per_class"][c]:{METRICS["fd_per_class"].fmt}}'
+    parts.append(f'{METRICS["worst_class"].label} {name} ({fd})')
   return ' | '.join(parts)
 
 

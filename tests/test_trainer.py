@@ -6,6 +6,7 @@ Marked slow: each trains for real (a few seconds per run with --arch=mlp).
 
 import json
 import os
+import re
 import signal
 
 import numpy as np
@@ -219,7 +220,11 @@ def test_conditional_run_grids_a_class_per_row_and_samples_a_requested_class(
   assert len(final['fd_per_class']) == 10 and 0 <= final['worst_class'] < 10
   assert final['fd_per_class'][final['worst_class']] == max(
       v for v in final['fd_per_class'] if v is not None)
-  assert any('| worst class ' in line for line in lines), lines
+  quality_line, = [l for l in lines if l.startswith('  quality at epoch 1: ')]
+  assert re.fullmatch(
+      r'  quality at epoch 1: FD \d+\.\d\d \| IS \d+\.\d\d \(real \d+\.\d\d\) \| classes '
+      r'\d+/10 \| confidence \d\.\d\d \| label agreement \d+\.\d% \| precision \d\.\d\d \| '
+      r'recall \d\.\d\d \| worst class \d \(FD \d+\.\d\) \| \d+\.\ds', quality_line), quality_line
   cas = report['cas']
   assert cas['images'] == 500 and 0 <= cas['cas'] <= 1 and 0 <= cas['cas_real'] <= 1
   assert 'label_agreement' in files.read_jsonl(
