@@ -24,7 +24,7 @@ def accuracy_of_training_on(images: np.ndarray, labels: np.ndarray, test_images:
                             test_labels: np.ndarray, dataset: str) -> float:
   """Test accuracy of the CNN trained from scratch on (images, labels) with the
   shipped classifier's recipe for `dataset`."""
-  config = classifier_lib.DEFAULT_TRAIN_CONFIGS[datasets.canonical_name(dataset)]
+  config = classifier_lib.default_train_config(dataset)
   params = classifier_lib.fit(images, labels, config, progress=False, log=lambda *_: None)
   clf = classifier_lib.Classifier(params, dataset)
   return clf.accuracy(test_images, test_labels)

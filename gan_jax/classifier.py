@@ -55,11 +55,9 @@ class TrainConfig:
   test_limit: int | None = None
 
 
-# The settings of the shipped classifiers (figures in docs/quality.md).
-DEFAULT_TRAIN_CONFIGS = {
-    'mnist': TrainConfig(epochs=6),
-    'fashion_mnist': TrainConfig(epochs=10),
-}
+def default_train_config(dataset: str) -> TrainConfig:
+  """The settings of the shipped classifiers (figures in docs/quality.md)."""
+  return TrainConfig(epochs=datasets.get(dataset).classifier_epochs)
 
 
 class CNN(nn.Module):
@@ -195,7 +193,7 @@ def train_classifier(dataset: str, data_dir: str, config: TrainConfig | None = N
   Args:
     dataset: 'mnist', 'fashion' or 'fashion_mnist'.
     data_dir: the TFDS data folder.
-    config: training settings; None: `DEFAULT_TRAIN_CONFIGS[dataset]`.
+    config: training settings; None: `default_train_config(dataset)`.
     progress: a tqdm bar on a terminal, else one log line per epoch.
     log: where status lines go.
 
@@ -204,7 +202,7 @@ def train_classifier(dataset: str, data_dir: str, config: TrainConfig | None = N
     settings and time, the weights' SHA-256); `classifier_store` saves both.
   """
   name = datasets.canonical_name(dataset)
-  config = config or DEFAULT_TRAIN_CONFIGS[name]
+  config = config or default_train_config(name)
   t0 = time.time()
   train = input_pipeline.load_split(name, 'train', data_dir, config.train_limit)
   test = input_pipeline.load_split(name, 'test', data_dir, config.test_limit)

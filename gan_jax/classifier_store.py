@@ -258,7 +258,7 @@ def main(argv: list[str]) -> None:
   from absl import flags
   del argv
   data_dir = input_pipeline.resolve_data_dir(flags.FLAGS.data_dir)
-  for name in datasets.CLASS_NAMES:
+  for name in datasets.DATASETS:
     directory = shipped_dir(name)
     stored = train_and_save(name, data_dir, directory, progress=flags.FLAGS.progress)
     print(f'{name}: test accuracy {100 * stored.test_accuracy:.2f}%, '

@@ -32,12 +32,14 @@ xla_setup.use_fast_cpu_settings()  # Before jax is imported (by absl or below).
 
 from absl import app, flags, logging  # noqa: E402
 
-from gan_jax import config as config_lib, errors, files, supervisor  # noqa: E402
+from gan_jax import config as config_lib, datasets, errors, files, supervisor  # noqa: E402
 
 _D = config_lib.Config()
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string('dataset', _D.dataset, 'Dataset: mnist or fashion (fashion_mnist also accepted).')
+flags.DEFINE_string('dataset', _D.dataset, 'Dataset: {} (also accepted: {}).'.format(
+    ' or '.join(datasets.short_names()),
+    ', '.join(a for a in datasets.ALIASES if a not in datasets.short_names())))
 flags.DEFINE_integer('epochs', _D.epochs, 'Number of training epochs (>= 1).')
 flags.DEFINE_integer('batch_size', _D.batch_size,
                      'Global batch size; must divide by the number of devices.')
@@ -59,8 +61,8 @@ flags.DEFINE_string('arch', None, 'Network: mlp_bn (fully connected, BatchNorm i
                     'generator), mlp (the same without BatchNorm, as the Keras/PyTorch '
                     'labs), or dcgan (the TF DCGAN tutorial net, ~24x the compute per '
                     'image; for GPUs/TPUs). Default per dataset: ' + ', '.join(
-                        f'{arch} for {name}' for name, arch in
-                        config_lib.DEFAULT_ARCH.items()) + '.')
+                        f'{d.default_arch} for {d.aliases[0]}'
+                        for d in datasets.DATASETS.values()) + '.')
 flags.DEFINE_bool('conditional', _D.conditional, 'Train a class-conditional GAN: the '
                   'generator takes a label, the sample grids show one class per row, and '
                   'the quality line adds the label agreement (see --label).')

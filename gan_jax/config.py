@@ -14,10 +14,6 @@ from typing import Any, Callable
 from gan_jax import datasets
 
 ARCHS = ('mlp_bn', 'mlp', 'dcgan')
-# The network a dataset trains when --arch is not given: what reached the best
-# quality in a default-length run on a 2-core CPU (docs/quality.md).
-DEFAULT_ARCH = {'mnist': 'mlp_bn', 'fashion_mnist': 'mlp'}
-DATASETS = tuple(datasets.ALIASES)
 DTYPES = ('float32', 'bfloat16')
 MODES = ('train', 'sample', 'export')
 # The adversarial losses (their formulas: train.LOSSES, which a test keeps equal).
@@ -28,7 +24,7 @@ LOSSES = ('ns', 'hinge', 'ls')
 class Config:
   """Everything a run needs. Defaults are the CLI defaults."""
   dataset: str = 'mnist'
-  arch: str | None = None            # None: the dataset's default (DEFAULT_ARCH).
+  arch: str | None = None            # None: the dataset's default_arch.
   conditional: bool = False          # Generate images of a requested class.
   epochs: int = 30
   batch_size: int = 32
@@ -118,7 +114,7 @@ def _choice(options: tuple[str, ...]) -> Callable[[Any], str | None]:
 
 # Per-field rules: each returns None when the value is fine, else the reason.
 RULES: dict[str, Callable[[Any], str | None]] = {
-    'dataset': _choice(DATASETS),
+    'dataset': lambda value: _choice(tuple(datasets.ALIASES))(value),
     'arch': lambda value: None if value is None else _choice(ARCHS)(value),
     # Upper bounds keep a typo from asking for terabytes; epochs may be huge
     # (the ETA shows what that means).
@@ -146,7 +142,7 @@ def resolve(config: Config) -> Config:
   """`config` with what its other fields decide filled in: an unset arch
   becomes the dataset's default, and an unconditional run has no class loss."""
   if config.arch is None:
-    config = config.replace(arch=DEFAULT_ARCH[datasets.canonical_name(config.dataset)])
+    config = config.replace(arch=datasets.get(config.dataset).default_arch)
   if not config.conditional and config.class_loss_weight:
     config = config.replace(class_loss_weight=0.0)
   return config

@@ -1,24 +1,73 @@
-"""The facts about the two datasets, in one place: names, aliases, classes, shape."""
+"""The dataset table: one record per dataset, and nothing else spells a name.
+
+A new dataset (28x28 grayscale, ten classes, served by TFDS) is one
+`register(Dataset(...))` here; --dataset, the prompts, the default network,
+the domain classifier's training and its shipped folder follow from it.
+"""
 
 from __future__ import annotations
 
-# Every name a user may type (--dataset, the prompts) -> the TFDS dataset name.
-ALIASES = {
-    'mnist': 'mnist',
-    'fashion': 'fashion_mnist',
-    'fashion_mnist': 'fashion_mnist',
-    'fashion-mnist': 'fashion_mnist',
-}
+import dataclasses
 
-CLASS_NAMES = {
-    'mnist': [str(i) for i in range(10)],
-    'fashion_mnist': ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat',
-                      'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'],
-}
-
-NUM_CLASSES = 10  # Both datasets have ten classes, labelled 0-9.
+NUM_CLASSES = 10  # Every dataset has ten classes, labelled 0-9.
 
 IMAGE_SHAPE = (28, 28, 1)  # Height, width, channels of every image.
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  """What gan_jax knows of one dataset.
+
+  Attributes:
+    name: the TFDS name, also the folder of its shipped classifier
+      (`gan_jax/classifiers/<name>`).
+    aliases: what a user may type; the first is the short name prompts offer.
+    version: the TFDS version gan_jax reads.
+    class_names: one per label 0-9.
+    default_arch: the network --arch defaults to (docs/quality.md says why).
+    classifier_epochs: the domain classifier's training epochs.
+  """
+  name: str
+  aliases: tuple[str, ...]
+  version: str
+  class_names: tuple[str, ...]
+  default_arch: str
+  classifier_epochs: int
+
+
+DATASETS: dict[str, Dataset] = {}
+# Every name a user may type (--dataset, the prompts) -> the TFDS dataset name.
+ALIASES: dict[str, str] = {}
+CLASS_NAMES: dict[str, list[str]] = {}
+
+
+def register(dataset: Dataset) -> Dataset:
+  """Adds `dataset` to the table (and its names to ALIASES and CLASS_NAMES)."""
+  if len(dataset.class_names) != NUM_CLASSES:
+    raise ValueError(f'{dataset.name}: gan_jax needs {NUM_CLASSES} classes, got '
+                     f'{len(dataset.class_names)}')
+  DATASETS[dataset.name] = dataset
+  for alias in (*dataset.aliases, dataset.name):
+    ALIASES[alias] = dataset.name
+  CLASS_NAMES[dataset.name] = list(dataset.class_names)
+  return dataset
+
+
+register(Dataset(
+    name='mnist', aliases=('mnist',), version='3.0.1',
+    class_names=tuple(str(i) for i in range(10)),
+    default_arch='mlp_bn', classifier_epochs=6))
+register(Dataset(
+    name='fashion_mnist', aliases=('fashion', 'fashion_mnist', 'fashion-mnist'),
+    version='3.0.1',
+    class_names=('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt',
+                 'Sneaker', 'Bag', 'Ankle boot'),
+    default_arch='mlp', classifier_epochs=10))
+
+
+def short_names() -> list[str]:
+  """Each dataset's short name (its first alias), in table order."""
+  return [d.aliases[0] for d in DATASETS.values()]
 
 
 def canonical_name(dataset: str) -> str:
@@ -30,6 +79,10 @@ def canonical_name(dataset: str) -> str:
   try:
     return ALIASES[dataset.strip().lower()]
   except KeyError:
-    raise ValueError(
-        f'unknown dataset {dataset!r}; use one of: mnist, fashion '
-        '(or fashion_mnist)') from None
+    raise ValueError(f'unknown dataset {dataset!r}; use one of: '
+                     f'{", ".join(short_names())}') from None
+
+
+def get(dataset: str) -> Dataset:
+  """The record of a dataset, by any of its names (ValueError if unknown)."""
+  return DATASETS[canonical_name(dataset)]

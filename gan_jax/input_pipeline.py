@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from gan_jax import errors
+from gan_jax import datasets, errors
 from gan_jax.datasets import IMAGE_SHAPE, canonical_name
 
 
@@ -71,7 +71,8 @@ def _unavailable_message(name: str, data_dir: str, why: str) -> str:
   return (
       f'dataset {name!r} is not prepared in {data_dir} and {why}. '
       'Point --data_dir (or TFDS_DATA_DIR) at a folder that holds '
-      f'{name}/3.0.1 in array_record format, or prepare it on a machine with '
+      f'{name}/{datasets.get(name).version} in array_record format, or prepare it on a '
+      'machine with '
       'internet: pip install tensorflow-cpu importlib_resources && python -c '
       f'"import tensorflow_datasets as tfds; tfds.data_source(\'{name}\', '
       'data_dir=\'DIR\')" and copy DIR here.')
@@ -82,7 +83,7 @@ def load_split(dataset: str, split: str = 'train', data_dir: str | None = None,
   """Loads one split as arrays, images scaled to [-1, 1].
 
   Args:
-    dataset: 'mnist', 'fashion' or 'fashion_mnist'.
+    dataset: a name of `datasets.DATASETS` (or an alias).
     split: 'train' or 'test'.
     data_dir: the TFDS data folder (see `resolve_data_dir`).
     limit: keep only the first `limit` examples (for quick runs and tests).
@@ -102,7 +103,7 @@ def load_split(dataset: str, split: str = 'train', data_dir: str | None = None,
     raise DataUnavailableError(f'data dir {data_dir} is a file, not a folder; '
                                'point --data_dir (or TFDS_DATA_DIR) at a folder')
   _check_readable(name, data_dir)
-  builder = tfds.builder(name, data_dir=data_dir)
+  builder = tfds.builder(f'{name}:{datasets.get(name).version}', data_dir=data_dir)
   if not builder.is_prepared():
     if not _online():
       raise DataUnavailableError(_unavailable_message(

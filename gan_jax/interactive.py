@@ -14,17 +14,21 @@ from gan_jax.config import Config
 
 # Answers accepted for the dataset question: a number, or any name --dataset
 # takes, each mapped to the dataset's first (short) name: mnist or fashion.
-_SHORT_NAMES: dict[str, str] = {}
-for _alias, _tfds_name in datasets.ALIASES.items():
-  _SHORT_NAMES.setdefault(_tfds_name, _alias)
-_DATASET_ANSWERS = {'1': 'mnist', '2': 'fashion',
-                    **{alias: _SHORT_NAMES[name] for alias, name in datasets.ALIASES.items()}}
+def _dataset_answers() -> dict[str, str]:
+  short = {d.name: d.aliases[0] for d in datasets.DATASETS.values()}
+  return {**{str(i): name for i, name in enumerate(short.values(), 1)},
+          **{alias: short[name] for alias, name in datasets.ALIASES.items()}}
+
+
+def _dataset_choices() -> str:
+  return ', '.join(f'{i} = {name}' for i, name in enumerate(datasets.short_names(), 1))
 
 
 def _parse_dataset(text: str) -> tuple[Any, str | None]:
-  value = _DATASET_ANSWERS.get(text.lower())
+  value = _dataset_answers().get(text.lower())
   if value is None:
-    return None, f'must be 1 (mnist) or 2 (fashion); got {text!r}'
+    choices = ' or '.join(f'{i} ({name})' for i, name in enumerate(datasets.short_names(), 1))
+    return None, f'must be {choices}; got {text!r}'
   return value, None
 
 
@@ -90,7 +94,7 @@ def ask_lab_parameters(defaults: Config, input_fn: Callable[[str], str] = input,
   print_fn('Lab parameters (press Enter to keep the default in brackets).')
   ask = lambda *args, **kw: _ask(*args, input_fn=input_fn, print_fn=print_fn, **kw)
   values: dict[str, Any] = {}
-  values['dataset'] = ask('dataset', 'Dataset: 1 = mnist, 2 = fashion',
+  values['dataset'] = ask('dataset', f'Dataset: {_dataset_choices()}',
                           defaults.dataset, _parse_dataset)
   values['epochs'] = ask('epochs', 'Epochs', defaults.epochs, _parse_int)
   values['batch_size'] = ask('batch_size', 'Batch size', defaults.batch_size,
