@@ -34,87 +34,21 @@ from absl import app, flags, logging  # noqa: E402
 
 from gan_jax import config as config_lib, datasets, errors, files, supervisor  # noqa: E402
 
-_D = config_lib.Config()
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string('dataset', _D.dataset, 'Dataset: {} (also accepted: {}).'.format(
-    ' or '.join(datasets.short_names()),
-    ', '.join(a for a in datasets.ALIASES if a not in datasets.short_names())))
-flags.DEFINE_integer('epochs', _D.epochs, 'Number of training epochs (>= 1).')
-flags.DEFINE_integer('batch_size', _D.batch_size,
-                     'Global batch size; must divide by the number of devices.')
-flags.DEFINE_integer('noise_dim', _D.noise_dim, 'Size of the generator input noise.')
-flags.DEFINE_float('learning_rate', _D.learning_rate, 'Adam learning rate of both networks.')
-flags.DEFINE_float('beta1', _D.beta1, 'Adam beta1 of both networks, in [0, 1).')
-flags.DEFINE_float('label_smoothing', _D.label_smoothing, 'One-sided label smoothing: the '
-                   "discriminator's target for real images is 1 minus this, in [0, 0.5) "
-                   '(--loss=ns or ls; the hinge loss has no target).')
-flags.DEFINE_string('loss', _D.loss, 'The adversarial loss: ns (non-saturating BCE), '
-                    'hinge, or ls (least squares).')
-flags.DEFINE_float('ema_decay', _D.ema_decay, 'Decay of the moving average of the generator '
-                   'weights that samples and evaluations use, in [0, 1); 0: sample with '
-                   'the raw weights.')
-flags.DEFINE_integer('save_interval', _D.save_interval,
-                     'Every N epochs: sample grid, quality evaluation, checkpoint, plots '
-                     '(and always at the last epoch). At most --epochs.')
-flags.DEFINE_string('arch', None, 'Network: mlp_bn (fully connected, BatchNorm in the '
-                    'generator), mlp (the same without BatchNorm, as the Keras/PyTorch '
-                    'labs), or dcgan (the TF DCGAN tutorial net, ~24x the compute per '
-                    'image; for GPUs/TPUs). Default per dataset: ' + ', '.join(
-                        f'{d.default_arch} for {d.aliases[0]}'
-                        for d in datasets.DATASETS.values()) + '.')
-flags.DEFINE_bool('conditional', _D.conditional, 'Train a class-conditional GAN: the '
-                  'generator takes a label, the sample grids show one class per row, and '
-                  'the quality line adds the label agreement (see --label).')
-flags.DEFINE_float('class_loss_weight', _D.class_loss_weight, 'Conditional runs: weight of '
-                   "the auxiliary classifier's loss (AC-GAN), which teaches the "
-                   "discriminator the classes of real images and pushes the generator "
-                   "towards images of the requested class; in [0, 100), 0: off.")
-flags.DEFINE_integer('seed', _D.seed, 'Random seed; a run is reproducible given the seed.')
-flags.DEFINE_string('dtype', None, 'Compute dtype: float32 or bfloat16 (mixed precision: '
-                    'bfloat16 compute, float32 parameters and losses). Default: '
-                    'bfloat16 on GPU/TPU, float32 on CPU.')
-flags.DEFINE_string('workdir', _D.workdir, 'Folder for every output and checkpoint; '
-                    'running again in it resumes.')
-flags.DEFINE_string('data_dir', None, 'TFDS data folder; default $TFDS_DATA_DIR, else '
-                    '~/tensorflow_datasets.')
-flags.DEFINE_integer('limit', None, 'Train on the first N training examples only '
-                     '(quick experiments).')
-flags.DEFINE_integer('eval_samples', _D.eval_samples,
-                     'Generated images per quality evaluation (FD, IS).')
-flags.DEFINE_string('classifier_dir', None, 'A folder for your own domain classifier: '
-                    'loaded if it holds one, else trained and saved there. Default: the '
-                    'classifier shipped with gan_jax, so FD and IS compare across machines.')
-flags.DEFINE_bool('retrain_classifier', False, 'Train your own domain classifier into '
-                  '--classifier_dir (default ~/.cache/gan_jax/classifiers/<dataset>).')
-flags.DEFINE_integer('keep_checkpoints', _D.keep_checkpoints, 'Checkpoints to keep.')
-flags.DEFINE_bool('overwrite', False, 'Delete an earlier run in --workdir and start over '
-                  '(only the files gan_jax wrote; anything else stays).')
-flags.DEFINE_bool('tensorboard', False, 'Also log scalars and sample grids to '
-                  'WORKDIR/tensorboard (needs tensorboardX).')
-flags.DEFINE_bool('progress', True, 'Show progress bars (only on a terminal).')
-flags.DEFINE_integer('steps_per_chunk', 0, 'Train steps per device loop call; 0: about a '
-                     'tenth of an epoch.')
+_FLAG_TYPES = {'str': flags.DEFINE_string, 'int': flags.DEFINE_integer,
+               'float': flags.DEFINE_float, 'bool': flags.DEFINE_bool}
+# A flag per Config field, from its setting (config.py): name, default, help.
+for _field in config_lib.FIELDS:
+  _FLAG_TYPES[_field.type.split(' |')[0]](_field.name, _field.metadata['flag_default'],
+                                         _field.metadata['help'])
+del _field
 flags.DEFINE_string('mode', 'train', 'train; sample: write --num_samples images from '
                     'the latest checkpoint in --workdir; export: write them as a labelled '
                     'dataset (class folders, data.npz, labels.csv, manifest.json) into '
                     '--export_dir.')
-flags.DEFINE_integer('num_samples', _D.num_samples, 'Images to write in --mode=sample.')
-flags.DEFINE_string('sample_dir', None, 'Where --mode=sample writes; default WORKDIR/samples.')
-flags.DEFINE_string('export_dir', None, 'Where --mode=export writes; default '
-                    'WORKDIR/export. An existing non-empty folder needs --overwrite, which '
-                    'replaces only an earlier export.')
-flags.DEFINE_float('min_confidence', _D.min_confidence, 'With --mode=export on an '
-                   "unconditional run: drop images whose classifier label is less sure "
-                   'than this, in [0, 1) (drawing more until --num_samples are kept).')
-flags.DEFINE_bool('cas', _D.cas, 'Measure the Classification Accuracy Score (a classifier '
-                  'trained on generated images, tested on real ones): with --mode=export on '
-                  'the exported images, in training at the end of a --conditional run; '
-                  '--nocas skips it.')
-flags.DEFINE_integer('label', None, 'With --mode=sample on a --conditional run: the class '
-                     'to generate, 0-9 (default: every class in turn).')
-flags.DEFINE_bool('interactive', False, 'Ask for the six lab parameters (dataset, epochs, '
-                  'batch_size, noise_dim, learning_rate, save_interval) with prompts.')
+flags.DEFINE_bool('interactive', False, 'Ask for the six lab parameters '
+                  f'({", ".join(config_lib.PROMPTS)}) with prompts.')
 flags.DEFINE_bool('distributed', False, 'Several processes (TPU pod slices, several GPU '
                   'hosts, or processes on one machine): start the same command in each. '
                   'Without the three flags below, jax.distributed.initialize() finds its '
@@ -139,23 +73,9 @@ def _default_dtype() -> str:
 
 
 def _config_from_flags() -> config_lib.Config:
+  values = {f.name: FLAGS[f.name].value for f in config_lib.FIELDS}
   # The platform default for --dtype is filled in after validation (it needs jax).
-  dtype = FLAGS.dtype or 'float32'
-  return config_lib.Config(
-      dataset=FLAGS.dataset, arch=FLAGS.arch, epochs=FLAGS.epochs,
-      batch_size=FLAGS.batch_size, noise_dim=FLAGS.noise_dim,
-      learning_rate=FLAGS.learning_rate, beta1=FLAGS.beta1, ema_decay=FLAGS.ema_decay,
-      label_smoothing=FLAGS.label_smoothing, loss=FLAGS.loss, conditional=FLAGS.conditional,
-      class_loss_weight=FLAGS.class_loss_weight,
-      save_interval=FLAGS.save_interval, seed=FLAGS.seed, dtype=dtype,
-      workdir=FLAGS.workdir, data_dir=FLAGS.data_dir, limit=FLAGS.limit,
-      eval_samples=FLAGS.eval_samples, classifier_dir=FLAGS.classifier_dir,
-      retrain_classifier=FLAGS.retrain_classifier,
-      keep_checkpoints=FLAGS.keep_checkpoints, overwrite=FLAGS.overwrite,
-      tensorboard=FLAGS.tensorboard, progress=FLAGS.progress,
-      steps_per_chunk=FLAGS.steps_per_chunk, num_samples=FLAGS.num_samples,
-      sample_dir=FLAGS.sample_dir, label=FLAGS.label, export_dir=FLAGS.export_dir,
-      min_confidence=FLAGS.min_confidence, cas=FLAGS.cas)
+  return config_lib.Config(**{**values, 'dtype': FLAGS.dtype or 'float32'})
 
 
 def _fail(message: str, code: int = 2, prefix: str = 'error') -> None:

@@ -1,8 +1,9 @@
-"""Run configuration: one frozen dataclass, and the rules a value must obey.
+"""Run configuration: one frozen dataclass whose fields are the settings.
 
-`run.py` turns absl flags into a `Config`; the package never reads flags. The
-rules live here so that the flag validators, the interactive prompts and the
-library share them.
+Each field declares its default, its flag's help line, the rule a value must
+obey, whether a resume must match it, and its `--interactive` prompt;
+`gan_jax.cli` makes the flags from them, the prompts, `validate` and the
+resume check read them. The package never reads flags.
 """
 
 from __future__ import annotations
@@ -18,48 +19,6 @@ DTYPES = ('float32', 'bfloat16')
 MODES = ('train', 'sample', 'export')
 # The adversarial losses (their formulas: train.LOSSES, which a test keeps equal).
 LOSSES = ('ns', 'hinge', 'ls')
-
-
-@dataclasses.dataclass(frozen=True)
-class Config:
-  """Everything a run needs. Defaults are the CLI defaults."""
-  dataset: str = 'mnist'
-  arch: str | None = None            # None: the dataset's default_arch.
-  conditional: bool = False          # Generate images of a requested class.
-  epochs: int = 30
-  batch_size: int = 32
-  noise_dim: int = 100
-  learning_rate: float = 4e-4
-  beta1: float = 0.5
-  ema_decay: float = 0.999          # Generator weight EMA for samples; 0 = off.
-  label_smoothing: float = 0.1      # D's target for real images is 1 - this (ns, ls).
-  loss: str = 'ns'                  # The adversarial loss: a key of train.LOSSES.
-  class_loss_weight: float = 1.0    # AC-GAN class loss (conditional runs); 0 = off.
-  save_interval: int = 5
-  seed: int = 0
-  dtype: str = 'float32'
-  workdir: str = '.'
-  data_dir: str | None = None       # None: $TFDS_DATA_DIR, else TFDS's default.
-  limit: int | None = None          # Train on the first N examples only.
-  eval_samples: int = 5000           # Images generated per quality evaluation.
-  classifier_dir: str | None = None  # None: the classifier shipped with gan_jax.
-  retrain_classifier: bool = False
-  keep_checkpoints: int = 3
-  overwrite: bool = False
-  tensorboard: bool = False
-  progress: bool = True              # Progress bars (only shown on a terminal).
-  steps_per_chunk: int = 0           # Steps per device loop call; 0 = auto.
-  # Sample mode.
-  num_samples: int = 100
-  sample_dir: str | None = None
-  label: int | None = None           # The class to sample (conditional runs only).
-  # Export mode (gan_jax.export).
-  export_dir: str | None = None      # None: WORKDIR/export.
-  min_confidence: float = 0.0        # Unconditional runs: drop images the classifier is less sure of.
-  cas: bool = True                   # Measure the Classification Accuracy Score.
-
-  def replace(self, **changes: Any) -> 'Config':
-    return dataclasses.replace(self, **changes)
 
 
 def _positive_int(value: Any, maximum: int | None = None) -> str | None:
@@ -112,30 +71,159 @@ def _choice(options: tuple[str, ...]) -> Callable[[Any], str | None]:
   return check
 
 
+def _setting(default: Any, help: str, rule: Callable[[Any], str | None] | None = None, *,
+             resume: bool = False, prompt: str | None = None,
+             flag_default: Any = dataclasses.MISSING) -> Any:
+  """A `Config` field with what every place that shows or checks it needs.
+
+  Args:
+    default: the library's default (and the flag's, unless `flag_default`).
+    help: the flag's help line (`--help`).
+    rule: returns why a value is refused, or None (flags, prompts, `validate`).
+    resume: a run resumed from a checkpoint must have the same value.
+    prompt: the question `--interactive` asks for it (only the lab parameters).
+    flag_default: the flag's default where it differs (None: decided later).
+  """
+  return dataclasses.field(default=default, metadata={
+      'help': help, 'rule': rule, 'resume': resume, 'prompt': prompt,
+      'flag_default': default if flag_default is dataclasses.MISSING else flag_default})
+
+
+def _optional(rule: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
+  return lambda value: None if value is None else rule(value)
+
+
+def _label(value: Any) -> str | None:
+  if value is None or (not isinstance(value, bool) and isinstance(value, int)
+                       and 0 <= value < datasets.NUM_CLASSES):
+    return None
+  return f'must be a class number from 0 to {datasets.NUM_CLASSES - 1}, got {value!r}'
+
+
+def _dataset_help() -> str:
+  short = datasets.short_names()
+  others = [a for a in datasets.ALIASES if a not in short]
+  return f'Dataset: {" or ".join(short)} (also accepted: {", ".join(others)}).'
+
+
+def _arch_help() -> str:
+  defaults = ', '.join(f'{d.default_arch} for {d.aliases[0]}'
+                       for d in datasets.DATASETS.values())
+  return ('Network: mlp_bn (fully connected, BatchNorm in the generator), mlp (the same '
+          'without BatchNorm, as the Keras/PyTorch labs), or dcgan (the TF DCGAN tutorial '
+          f'net, ~24x the compute per image; for GPUs/TPUs). Default per dataset: {defaults}.')
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Everything a run needs, one `_setting` per field: its default, flag help,
+  rule, whether a resume must match it, and its prompt. A new setting is one
+  field here plus the code that uses it; `gan_jax.cli` makes its flag."""
+  dataset: str = _setting(
+      'mnist', _dataset_help(), lambda value: _choice(tuple(datasets.ALIASES))(value),
+      resume=True, prompt='Dataset')
+  arch: str | None = _setting(  # None: the dataset's default_arch.
+      None, _arch_help(), lambda value: None if value is None else _choice(ARCHS)(value),
+      resume=True)
+  conditional: bool = _setting(
+      False, 'Train a class-conditional GAN: the generator takes a label, the sample grids '
+      'show one class per row, and the quality line adds the label agreement (see --label).',
+      resume=True)
+  epochs: int = _setting(30, 'Number of training epochs (>= 1).',
+                         # Epochs may be huge (the ETA shows what that means).
+                         _int_at_most(10**9), prompt='Epochs')
+  batch_size: int = _setting(32, 'Global batch size; must divide by the number of devices.',
+                             _int_at_most(65536), resume=True,
+                             prompt='Batch size')
+  noise_dim: int = _setting(100, 'Size of the generator input noise.',
+                            _int_at_most(4096), resume=True,
+                            prompt='Noise dimension')
+  learning_rate: float = _setting(4e-4, 'Adam learning rate of both networks.',
+                                  _learning_rate, resume=True, prompt='Learning rate')
+  beta1: float = _setting(0.5, 'Adam beta1 of both networks, in [0, 1).', _in_zero_to(1),
+                          resume=True)
+  ema_decay: float = _setting(
+      0.999, 'Decay of the moving average of the generator weights that samples and '
+      'evaluations use, in [0, 1); 0: sample with the raw weights.', _in_zero_to(1),
+      resume=True)
+  label_smoothing: float = _setting(
+      0.1, "One-sided label smoothing: the discriminator's target for real images is 1 "
+      'minus this, in [0, 0.5) (--loss=ns or ls; the hinge loss has no target).',
+      _in_zero_to(0.5, example='0.1'), resume=True)
+  loss: str = _setting('ns', 'The adversarial loss: ns (non-saturating BCE), hinge, or ls '
+                       '(least squares).', _choice(LOSSES), resume=True)
+  class_loss_weight: float = _setting(
+      1.0, "Conditional runs: weight of the auxiliary classifier's loss (AC-GAN), which "
+      'teaches the discriminator the classes of real images and pushes the generator '
+      'towards images of the requested class; in [0, 100), 0: off.',
+      _in_zero_to(100, example='1.0'), resume=True)
+  save_interval: int = _setting(
+      5, 'Every N epochs: sample grid, quality evaluation, checkpoint, plots (and always at '
+      'the last epoch). At most --epochs.', _int_at_most(10**9),
+      prompt='Save images every N epochs')
+  seed: int = _setting(0, 'Random seed; a run is reproducible given the seed.',
+                       _non_negative_int, resume=True)
+  dtype: str = _setting(
+      'float32', 'Compute dtype: float32 or bfloat16 (mixed precision: bfloat16 compute, '
+      'float32 parameters and losses). Default: bfloat16 on GPU/TPU, float32 on CPU.',
+      _choice(DTYPES), resume=True, flag_default=None)
+  workdir: str = _setting('.', 'Folder for every output and checkpoint; running again in '
+                          'it resumes.')
+  data_dir: str | None = _setting(  # None: $TFDS_DATA_DIR, else TFDS's default.
+      None, 'TFDS data folder; default $TFDS_DATA_DIR, else ~/tensorflow_datasets.')
+  limit: int | None = _setting(None, 'Train on the first N training examples only (quick '
+                               'experiments).', _optional(_positive_int), resume=True)
+  eval_samples: int = _setting(5000, 'Generated images per quality evaluation (FD, IS).',
+                               _int_at_most(100_000), resume=True)
+  classifier_dir: str | None = _setting(  # None: the classifier shipped with gan_jax.
+      None, 'A folder for your own domain classifier: loaded if it holds one, else trained '
+      'and saved there. Default: the classifier shipped with gan_jax, so FD and IS compare '
+      'across machines.')
+  retrain_classifier: bool = _setting(
+      False, 'Train your own domain classifier into --classifier_dir (default '
+      '~/.cache/gan_jax/classifiers/<dataset>).')
+  keep_checkpoints: int = _setting(3, 'Checkpoints to keep.',
+                                   _int_at_most(1000))
+  overwrite: bool = _setting(False, 'Delete an earlier run in --workdir and start over '
+                             '(only the files gan_jax wrote; anything else stays).')
+  tensorboard: bool = _setting(False, 'Also log scalars and sample grids to '
+                               'WORKDIR/tensorboard (needs tensorboardX).')
+  progress: bool = _setting(True, 'Show progress bars (only on a terminal).')
+  steps_per_chunk: int = _setting(0, 'Train steps per device loop call; 0: about a tenth '
+                                  'of an epoch.', _non_negative_int)
+  # Sample mode.
+  num_samples: int = _setting(100, 'Images to write in --mode=sample.',
+                              _int_at_most(1_000_000))
+  sample_dir: str | None = _setting(None, 'Where --mode=sample writes; default '
+                                    'WORKDIR/samples.')
+  label: int | None = _setting(  # The class to sample (conditional runs only).
+      None, 'With --mode=sample on a --conditional run: the class to generate, 0-9 '
+      '(default: every class in turn).', _label)
+  # Export mode (gan_jax.export).
+  export_dir: str | None = _setting(
+      None, 'Where --mode=export writes; default WORKDIR/export. An existing non-empty '
+      'folder needs --overwrite, which replaces only an earlier export.')
+  min_confidence: float = _setting(
+      0.0, 'With --mode=export on an unconditional run: drop images whose classifier label '
+      'is less sure than this, in [0, 1) (drawing more until --num_samples are kept).',
+      _in_zero_to(1, example='0.9'))
+  cas: bool = _setting(
+      True, 'Measure the Classification Accuracy Score (a classifier trained on generated '
+      'images, tested on real ones): with --mode=export on the exported images, in '
+      'training at the end of a --conditional run; --nocas skips it.')
+
+  def replace(self, **changes: Any) -> 'Config':
+    return dataclasses.replace(self, **changes)
+
+
+FIELDS = dataclasses.fields(Config)
 # Per-field rules: each returns None when the value is fine, else the reason.
 RULES: dict[str, Callable[[Any], str | None]] = {
-    'dataset': lambda value: _choice(tuple(datasets.ALIASES))(value),
-    'arch': lambda value: None if value is None else _choice(ARCHS)(value),
-    # Upper bounds keep a typo from asking for terabytes; epochs may be huge
-    # (the ETA shows what that means).
-    'epochs': _int_at_most(10**9),
-    'batch_size': _int_at_most(65536),
-    'noise_dim': _int_at_most(4096),
-    'learning_rate': _learning_rate,
-    'beta1': _in_zero_to(1),
-    'ema_decay': _in_zero_to(1),
-    'label_smoothing': _in_zero_to(0.5, example='0.1'),
-    'loss': _choice(LOSSES),
-    'class_loss_weight': _in_zero_to(100, example='1.0'),
-    'save_interval': _int_at_most(10**9),
-    'seed': _non_negative_int,
-    'dtype': _choice(DTYPES),
-    'eval_samples': _int_at_most(100_000),
-    'keep_checkpoints': _int_at_most(1000),
-    'num_samples': _int_at_most(1_000_000),
-    'steps_per_chunk': _non_negative_int,
-    'min_confidence': _in_zero_to(1, example='0.9'),
-}
+    f.name: f.metadata['rule'] for f in FIELDS if f.metadata['rule']}
+# What a resumed run must share with its checkpoint.
+RESUME_FIELDS = tuple(f.name for f in FIELDS if f.metadata['resume'])
+# The lab parameters --interactive asks for, in order: field -> question.
+PROMPTS = {f.name: f.metadata['prompt'] for f in FIELDS if f.metadata['prompt']}
 
 
 def resolve(config: Config) -> Config:
@@ -164,14 +252,6 @@ def validate(config: Config) -> None:
     reason = rule(getattr(config, field))
     if reason:
       raise ValueError(f'--{field}: {reason}')
-  if config.limit is not None:
-    reason = _positive_int(config.limit)
-    if reason:
-      raise ValueError(f'--limit: {reason}')
-  if config.label is not None and (isinstance(config.label, bool) or not isinstance(
-      config.label, int) or not 0 <= config.label < datasets.NUM_CLASSES):
-    raise ValueError(f'--label: must be a class number from 0 to '
-                     f'{datasets.NUM_CLASSES - 1}, got {config.label!r}')
   if config.save_interval > config.epochs:
     raise ValueError(
         f'--save_interval={config.save_interval} is larger than '

@@ -46,6 +46,14 @@ def _parse_float(text: str) -> tuple[Any, str | None]:
     return None, f'must be a number (e.g. 0.0002 or 2e-4), got {text!r}'
 
 
+def _parser(field: str) -> Callable[[str], tuple[Any, str | None]]:
+  """How an answer for `field` is read: a dataset by number or name, else by type."""
+  if field == 'dataset':
+    return _parse_dataset
+  kind = {f.name: f.type for f in config_lib.FIELDS}[field]
+  return {'int': _parse_int, 'float': _parse_float}[kind]
+
+
 def _ask(field: str, question: str, default: Any,
          parse: Callable[[str], tuple[Any, str | None]],
          input_fn: Callable[[str], str], print_fn: Callable[..., None],
@@ -74,10 +82,14 @@ def _ask(field: str, question: str, default: Any,
     print_fn(f'  Invalid {field}: {reason}. Please try again.')
 
 
+def _question(field: str, question: str) -> str:
+  return f'{question}: {_dataset_choices()}' if field == 'dataset' else question
+
+
 def ask_lab_parameters(defaults: Config, input_fn: Callable[[str], str] = input,
                        print_fn: Callable[..., None] = print) -> dict[str, Any]:
-  """Asks for dataset, epochs, batch size, noise size, learning rate and
-  save interval, in that order.
+  """Asks for the lab parameters of `config.PROMPTS` (dataset, epochs, batch
+  size, noise size, learning rate, save interval), in that order.
 
   An empty answer takes the default in brackets; an invalid one is re-asked
   with the reason. The save interval's default is capped at the chosen epochs.
@@ -92,25 +104,14 @@ def ask_lab_parameters(defaults: Config, input_fn: Callable[[str], str] = input,
     Those six Config fields and their values, for `Config.replace`.
   """
   print_fn('Lab parameters (press Enter to keep the default in brackets).')
-  ask = lambda *args, **kw: _ask(*args, input_fn=input_fn, print_fn=print_fn, **kw)
   values: dict[str, Any] = {}
-  values['dataset'] = ask('dataset', f'Dataset: {_dataset_choices()}',
-                          defaults.dataset, _parse_dataset)
-  values['epochs'] = ask('epochs', 'Epochs', defaults.epochs, _parse_int)
-  values['batch_size'] = ask('batch_size', 'Batch size', defaults.batch_size,
-                             _parse_int)
-  values['noise_dim'] = ask('noise_dim', 'Noise dimension', defaults.noise_dim,
-                            _parse_int)
-  values['learning_rate'] = ask('learning_rate', 'Learning rate',
-                                defaults.learning_rate, _parse_float)
-  epochs = values['epochs']
-
-  def within_epochs(value: int) -> str | None:
-    if value > epochs:
-      return f'must be at most the number of epochs ({epochs}), got {value}'
-    return None
-
-  values['save_interval'] = ask(
-      'save_interval', 'Save images every N epochs',
-      min(defaults.save_interval, epochs), _parse_int, extra_check=within_epochs)
+  for field, question in config_lib.PROMPTS.items():
+    default, extra_check = getattr(defaults, field), None
+    if field == 'save_interval':  # At most the epochs just chosen.
+      epochs = values['epochs']
+      default, extra_check = min(default, epochs), lambda value, epochs=epochs: (
+          f'must be at most the number of epochs ({epochs}), got {value}'
+          if value > epochs else None)
+    values[field] = _ask(field, _question(field, question), default, _parser(field),
+                         input_fn=input_fn, print_fn=print_fn, extra_check=extra_check)
   return values

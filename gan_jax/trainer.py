@@ -45,9 +45,7 @@ from gan_jax.config import Config
 Log = Callable[[str], None]
 
 # Fields that must match to resume a run (epochs and save_interval may change).
-RESUME_FIELDS = ('dataset', 'arch', 'conditional', 'noise_dim', 'batch_size', 'learning_rate',
-                 'beta1', 'ema_decay', 'label_smoothing', 'loss', 'class_loss_weight', 'seed',
-                 'dtype', 'limit', 'eval_samples')
+RESUME_FIELDS = config_lib.RESUME_FIELDS
 # What a run writes into its workdir.
 OUTPUTS = ('checkpoints', 'generated_samples', 'final_generated_images', 'plots',
            'tensorboard', 'metrics.jsonl', 'report.json', 'run.json')

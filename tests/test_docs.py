@@ -150,3 +150,29 @@ def test_no_function_is_over_60_lines(tmp_path):
   long = tmp_path / 'long.py'
   long.write_text('def f():\n' + '  x = 1\n' * 60)
   assert long_functions([str(long)]) == [f'{os.path.relpath(long, REPO_ROOT)}:f (61 lines)']
+
+
+def readme_flag_rows() -> list[tuple[list[str], str]]:
+  """The README's flag table: (flag names, default cell) per row."""
+  rows = []
+  for line in _read(os.path.join(REPO_ROOT, 'README.md')).splitlines():
+    cells = [c.strip() for c in line.strip().strip('|').split('|')]
+    if line.startswith('| `--') and len(cells) >= 3:
+      rows.append((re.findall(r'`--(\w+)`', cells[0]), cells[1]))
+  return rows
+
+
+def test_the_readme_flag_table_names_real_flags_with_their_defaults():
+  from gan_jax import cli, config
+  rows = readme_flag_rows()
+  assert len(rows) >= 10
+  fields = {f.name: f for f in config.FIELDS}
+  for names, default in rows:
+    for name in names:
+      assert name in cli.FLAGS, name
+    field = fields.get(names[0])
+    literal = default.strip('`')
+    if field is not None and re.fullmatch(r'[\w.-]+', literal) and literal not in ('off', 'on'):
+      assert literal == str(field.default) or float(literal) == field.default, names
+    elif field is not None and literal in ('off', 'on'):
+      assert field.default is (literal == 'on'), names

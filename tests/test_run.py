@@ -82,13 +82,14 @@ def test_bad_flag_values_fail_fast_with_one_line_and_create_nothing(tmp_path, ar
 
 
 def test_help_lists_every_flag_with_its_default(tmp_path):
+  from gan_jax import config
   result = _run(['--helpshort'], cwd=tmp_path)
   text = result.stdout + result.stderr
-  for flag in ('dataset', 'epochs', 'batch_size', 'noise_dim', 'learning_rate',
-               'save_interval', 'arch', 'seed', 'workdir', 'data_dir', 'beta1', 'dtype',
-               'ema_decay', 'label_smoothing', 'mode', 'num_samples', 'sample_dir', 'interactive', 'overwrite',
-               'conditional', 'class_loss_weight', 'label', 'export_dir', 'min_confidence',
-               'cas', 'loss'):
+  for field in config.FIELDS:  # Every setting is a flag, shown with its help.
+    name = f'--[no]{field.name}' if field.type == 'bool' else f'--{field.name}'
+    assert f'  {name}: ' in text, field.name
+    assert field.metadata['help'][:40].split()[-2] in text, field.name
+  for flag in ('mode', 'interactive', 'distributed', 'traceback'):  # The command's own.
     assert f'--{flag}' in text or f'--[no]{flag}' in text, flag
   assert "(default: '30')" in text and "(default: '0.0004')" in text
 
