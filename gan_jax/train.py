@@ -47,8 +47,8 @@ class GANState:
 
   `generator_ema` holds the EMA of the generator's parameters; samples and
   evaluations use it when `ema_decay` > 0. `noise_dim`, `ema_decay`,
-  `label_smoothing`, `num_classes` (0: unconditional), `class_loss_weight`,
-  `batch_size` and the standing statistics' settings are static.
+  `label_smoothing`, `num_classes` (0: unconditional), `class_loss_weight`
+  and the standing statistics' settings are static.
   """
   generator: TrainState
   discriminator: TrainState
@@ -62,9 +62,9 @@ class GANState:
   # The generator's apply function with BatchNorm momentum 0: a training-mode
   # call stores its batch's statistics (`sampling_variables`). None without BatchNorm.
   batch_statistics_fn: Any = struct.field(pytree_node=False, default=None)
-  # Those statistics average this many batches of the training batch size.
+  # Those statistics average this many batches of this many images.
   standing_stats_batches: int = struct.field(pytree_node=False, default=0)
-  batch_size: int = struct.field(pytree_node=False, default=32)
+  standing_stats_batch_size: int = struct.field(pytree_node=False, default=32)
 
   @property
   def sampling_params(self) -> Any:
@@ -78,6 +78,14 @@ def _init(module: Any, rng: jax.Array, *inputs: jax.Array) -> dict[str, Any]:
   compiled on its own: seconds on CPU); the module is a static argument, so
   a second state of the same network reuses the compilation."""
   return module.init(rng, *inputs, train=False)
+
+
+# The images per batch of the standing statistics: the training batch size for
+# an unconditional generator (the variance of a batch of B is (B-1)/B of the
+# population's, and it learned with that), 500 for a conditional one (a class
+# mix like an evaluation batch's). Each the better of those measured
+# (docs/quality.md, "Sampling statistics").
+CONDITIONAL_STANDING_BATCH = 500
 
 
 def create_state(config: Config, rng: jax.Array) -> GANState:
@@ -106,6 +114,7 @@ def create_state(config: Config, rng: jax.Array) -> GANState:
 
   g_state = make(generator, g_vars)
   has_batch_norm = bool(g_vars.get('batch_stats'))
+  standing = CONDITIONAL_STANDING_BATCH if num_classes else config.batch_size
   return GANState(generator=g_state,
                   discriminator=make(discriminator, d_vars),
                   generator_ema=jax.tree_util.tree_map(jnp.copy, g_state.params),
@@ -115,9 +124,8 @@ def create_state(config: Config, rng: jax.Array) -> GANState:
                   class_loss_weight=config.class_loss_weight,
                   batch_statistics_fn=(generator.clone(batch_norm_momentum=0.0).apply
                                        if has_batch_norm else None),
-                  standing_stats_batches=-(-generator.standing_stats_images
-                                           // config.batch_size),
-                  batch_size=config.batch_size)
+                  standing_stats_batches=-(-generator.standing_stats_images // standing),
+                  standing_stats_batch_size=standing)
 
 
 def _with_generator(state: GANState, g: TrainState) -> GANState:
@@ -347,15 +355,14 @@ def sampling_variables(state: GANState) -> dict[str, Any]:
 
   The EMA (or raw) weights and, with BatchNorm, standing statistics (as BigGAN
   samples): each BatchNorm's batch mean and variance under these weights,
-  averaged over mixed-label batches of the training batch size (the variance
-  of a batch of B is (B-1)/B of the population's, and the generator learned
-  with it) from a fixed key. So an image depends on its own noise and label
-  only; the running averages are not used, as they follow the raw weights.
+  averaged over batches from a fixed key (`standing_stats_batch_size` images
+  each, mixed labels). So an image depends on its own noise and label only;
+  the running averages are not used, as they follow the raw weights.
   """
   params = state.sampling_params
   if state.batch_statistics_fn is None:
     return {'params': params}
-  size = state.batch_size
+  size = state.standing_stats_batch_size
 
   def batch_statistics(i):
     z = jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(0), i), (size, state.noise_dim))

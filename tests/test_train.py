@@ -186,8 +186,13 @@ def test_standing_statistics_are_the_mean_batch_statistics_of_the_sampling_weigh
   # The plain definition for the first BatchNorm: its input is dense0 of
   # [noise, label embedding], under the EMA weights, over each standing batch.
   ema = jax.device_get(state.generator_ema)
-  # Batches of the training batch size, as many as make 100,000 images.
-  size = state.batch_size
+  # A conditional generator's: batches of 500, as many as make 100,000 images.
+  size = state.standing_stats_batch_size
+  assert size == train.CONDITIONAL_STANDING_BATCH == 500
+  # An unconditional one's: batches of the training batch size.
+  unconditional = _state('mlp_bn', batch_size=48)
+  assert unconditional.standing_stats_batch_size == 48
+  assert unconditional.standing_stats_batches == -(-100_000 // 48)
   assert state.standing_stats_batches * size >= 100_000
   keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.PRNGKey(0), i))(
       jnp.arange(state.standing_stats_batches))
