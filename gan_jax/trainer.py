@@ -822,8 +822,9 @@ def _final_checks(config: Config, out: str, final: np.ndarray, keys: dict[str, j
         'training images; nearest_train.png shows the nearest ones)')
   if config.conditional and config.cas:
     checks['cas'] = cas.score(config.dataset, generated, requested, config.data_dir, log=log)
-    log(f'CAS {checks["cas"]["cas"]:.2%} on the real test split (the same CNN trained on '
-        f'{checks["cas"]["real_images"]:,} real images: {checks["cas"]["cas_real"]:.2%})')
+    c = checks['cas']
+    log(f'CAS {c["cas"]:.2%} on the real test split (the same CNN trained on '
+        f'{c["real_images"]:,} real images: {c["cas_real"]:.2%}){cas.worst_class_text(c, config.dataset)}')
   return checks
 
 

@@ -18,3 +18,13 @@ def test_real_images_score_far_above_chance_and_shuffled_labels_near_it(data_dir
                                       'mnist')
   assert right > 0.7, right
   assert 0.03 < wrong < 0.2, wrong
+
+
+def test_per_class_accuracy_names_each_class():
+  labels = np.repeat(np.arange(10), 10)
+  predicted = labels.copy()
+  predicted[labels == 3] = 0  # Class 3 always wrong, class 7 half wrong.
+  predicted[np.flatnonzero(labels == 7)[:5]] = 1
+  accuracy = cas.per_class_accuracy(predicted, labels)
+  assert accuracy[3] == 0.0 and accuracy[7] == 0.5
+  assert [a for c, a in enumerate(accuracy) if c not in (3, 7)] == [1.0] * 8

@@ -185,7 +185,9 @@ def test_export_reports_the_cas_in_the_manifest_and_on_stdout(runs, tmp_path):
   cas = manifest['cas']
   assert cas['images'] == 60 and cas['real_images'] == 60
   assert 0 <= cas['cas'] <= 1 and 0 <= cas['cas_real'] <= 1
-  assert any(line.startswith('  CAS: ') for line in lines), lines
+  assert len(cas['cas_per_class']) == len(cas['cas_real_per_class']) == 10
+  line, = [line for line in lines if line.startswith('  CAS: ')]
+  assert ', furthest below its real-trained accuracy: ' in line
 
 
 def test_training_features_are_cached_and_read_back(runs, tmp_path, monkeypatch):

@@ -227,6 +227,10 @@ def test_conditional_run_grids_a_class_per_row_and_samples_a_requested_class(
       r'recall \d\.\d\d \| worst class \d \(FD \d+\.\d\) \| \d+\.\ds', quality_line), quality_line
   cas = report['cas']
   assert cas['images'] == 500 and 0 <= cas['cas'] <= 1 and 0 <= cas['cas_real'] <= 1
+  gaps = np.subtract(cas['cas_real_per_class'], cas['cas_per_class'])
+  assert len(gaps) == 10 and cas['worst_class'] == int(np.argmax(gaps))
+  assert any(l.startswith('CAS ') and ', furthest below its real-trained accuracy: ' in l
+             for l in lines), lines
   assert 'label_agreement' in files.read_jsonl(
       os.path.join(config.workdir, 'metrics.jsonl'))[-1]
   grid = Image.open(os.path.join(config.workdir, 'generated_samples', 'epoch_01.png'))
