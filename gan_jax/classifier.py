@@ -191,7 +191,7 @@ def train_classifier(dataset: str, data_dir: str, config: TrainConfig | None = N
   Deterministic for a given config on one machine (seeded throughout).
 
   Args:
-    dataset: 'mnist', 'fashion' or 'fashion_mnist'.
+    dataset: a name of the dataset table (`datasets.DATASETS`) or an alias.
     data_dir: the TFDS data folder.
     config: training settings; None: `default_train_config(dataset)`.
     progress: a tqdm bar on a terminal, else one log line per epoch.

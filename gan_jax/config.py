@@ -120,7 +120,7 @@ class Config:
   rule, whether a resume must match it, and its prompt. A new setting is one
   field here plus the code that uses it; `gan_jax.cli` makes its flag."""
   dataset: str = _setting(
-      'mnist', _dataset_help(), lambda value: _choice(tuple(datasets.ALIASES))(value),
+      datasets.DEFAULT, _dataset_help(), lambda value: _choice(tuple(datasets.ALIASES))(value),
       resume=True, prompt='Dataset')
   arch: str | None = _setting(  # None: the dataset's default_arch.
       None, _arch_help(), lambda value: None if value is None else _choice(ARCHS)(value),

@@ -65,6 +65,9 @@ register(Dataset(
     default_arch='mlp', classifier_epochs=10))
 
 
+DEFAULT = 'mnist'  # --dataset's default.
+
+
 def short_names() -> list[str]:
   """Each dataset's short name (its first alias), in table order."""
   return [d.aliases[0] for d in DATASETS.values()]

@@ -12,9 +12,10 @@ from typing import Any, Callable
 from gan_jax import config as config_lib, datasets
 from gan_jax.config import Config
 
-# Answers accepted for the dataset question: a number, or any name --dataset
-# takes, each mapped to the dataset's first (short) name: mnist or fashion.
+
 def _dataset_answers() -> dict[str, str]:
+  """Answers to the dataset question: a number, or any name --dataset takes,
+  each mapped to the dataset's first (short) name."""
   short = {d.name: d.aliases[0] for d in datasets.DATASETS.values()}
   return {**{str(i): name for i, name in enumerate(short.values(), 1)},
           **{alias: short[name] for alias, name in datasets.ALIASES.items()}}
