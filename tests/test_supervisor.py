@@ -63,3 +63,25 @@ def test_a_child_that_ends_well_passes_its_code_and_keeps_no_log(capfd):
   code = code.replace('sys.exit(0)', "print('error: bad flag', file=sys.stderr); sys.exit(2)")
   rc, err, log = _run(code, capfd)
   assert (rc, err) == (2, 'error: bad flag\n') and log == 'W1202 a warning'
+
+
+def test_a_sigterm_to_the_parent_reaches_the_child(capfd, tmp_path):
+  import os
+  import threading
+  import time
+  ready = tmp_path / 'ready'
+  code = ('from gan_jax import supervisor; import pathlib, signal, sys, time; '
+          'supervisor.become_child(); '
+          "signal.signal(signal.SIGTERM, lambda *_: (print('stopped: on SIGTERM', "
+          'file=sys.stderr), sys.exit(130))); '
+          f'pathlib.Path({str(ready)!r}).touch(); time.sleep(60)')
+
+  def terminate_once_ready():
+    deadline = time.time() + 30
+    while not ready.exists() and time.time() < deadline:
+      time.sleep(0.05)
+    os.kill(os.getpid(), signal.SIGTERM)  # To the parent, which runs this test.
+
+  threading.Thread(target=terminate_once_ready, daemon=True).start()
+  rc, err, _ = _run(code, capfd)
+  assert rc == 130 and err == 'stopped: on SIGTERM\n'
