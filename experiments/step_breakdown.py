@@ -27,7 +27,6 @@ from gan_jax import xla_setup  # pylint: disable=g-import-not-at-top
 xla_setup.use_fast_cpu_settings()  # Before jax is imported.
 
 import jax  # pylint: disable=g-import-not-at-top
-import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 import optax  # pylint: disable=g-import-not-at-top
 
 from gan_jax import config as config_lib  # pylint: disable=g-import-not-at-top

@@ -32,7 +32,7 @@ xla_setup.use_fast_cpu_settings()  # Before jax is imported (by absl or below).
 
 from absl import app, flags, logging  # noqa: E402
 
-from gan_jax import config as config_lib, datasets, errors, files, supervisor  # noqa: E402
+from gan_jax import config as config_lib, errors, files, supervisor  # noqa: E402
 
 FLAGS = flags.FLAGS
 

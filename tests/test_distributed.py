@@ -173,7 +173,7 @@ def test_a_killed_peer_stops_the_other_with_one_line_and_the_same_commands_resum
   # One line: JAX's abort, XLA's log and faulthandler's dump go to error.log.
   line, = err.strip().splitlines()
   assert line.startswith(f'error: --distributed: process {killed} of 2 stopped answering (')
-  assert f'the checkpoint of epoch ' in line and str(workdir / 'checkpoints') in line
+  assert 'the checkpoint of epoch ' in line and str(workdir / 'checkpoints') in line
   assert line.endswith('run the same commands again to resume from it')
   assert (workdir / 'error.log').exists()
   if killed == 0:

@@ -1,7 +1,6 @@
 """The generator as a file: loaded and called by a process that has jax but
 never imports gan_jax; and every network's train chunk lowers for GPU and TPU."""
 
-import os
 import subprocess
 import sys
 
