@@ -104,7 +104,7 @@ def main() -> None:
       before = with_batch_statistics(state, zk, labels, batch_size=args.samples)
       agree = {how: float(np.mean(evaluator.classifier.predict(x) == k))
                for how, x in (('sample_mode', drawn), ('batch_statistics', before))}
-      name = datasets.CLASS_NAMES[datasets.canonical_name(run_config.dataset)][k]
+      name = datasets.get(run_config.dataset).class_names[k]
       print(json.dumps({'label': k, 'class': name, 'images': args.samples,
                         'agreement': agree}))
   one = sample_mode(cli_config, num_samples=1, label=0 if C else None)

@@ -123,7 +123,7 @@ class Classifier:
   def __init__(self, params: Any, dataset: str, batch_size: int = EVAL_BATCH_SIZE):
     self.params = params
     self.dataset = datasets.canonical_name(dataset)
-    self.class_names = list(datasets.CLASS_NAMES[self.dataset])
+    self.class_names = list(datasets.get(self.dataset).class_names)
     self.batch_size = batch_size
     model = CNN()
 

@@ -123,8 +123,7 @@ class Config:
       datasets.DEFAULT, _dataset_help(), lambda value: _choice(tuple(datasets.ALIASES))(value),
       resume=True, prompt='Dataset')
   arch: str | None = _setting(  # None: the dataset's default_arch.
-      None, _arch_help(), lambda value: None if value is None else _choice(ARCHS)(value),
-      resume=True)
+      None, _arch_help(), _optional(_choice(ARCHS)), resume=True)
   conditional: bool = _setting(
       False, 'Train a class-conditional GAN: the generator takes a label, the sample grids '
       'show one class per row, and the quality line adds the label agreement (see --label).',

@@ -38,18 +38,16 @@ class Dataset:
 DATASETS: dict[str, Dataset] = {}
 # Every name a user may type (--dataset, the prompts) -> the TFDS dataset name.
 ALIASES: dict[str, str] = {}
-CLASS_NAMES: dict[str, list[str]] = {}
 
 
 def register(dataset: Dataset) -> Dataset:
-  """Adds `dataset` to the table (and its names to ALIASES and CLASS_NAMES)."""
+  """Adds `dataset` to the table (and its names to ALIASES)."""
   if len(dataset.class_names) != NUM_CLASSES:
     raise ValueError(f'{dataset.name}: gan_jax needs {NUM_CLASSES} classes, got '
                      f'{len(dataset.class_names)}')
   DATASETS[dataset.name] = dataset
   for alias in (*dataset.aliases, dataset.name):
     ALIASES[alias] = dataset.name
-  CLASS_NAMES[dataset.name] = list(dataset.class_names)
   return dataset
 
 

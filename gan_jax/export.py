@@ -263,7 +263,7 @@ def set_quality(drawn: Drawn, stored, run_config: Config, data_dir: str) -> dict
 
 def _manifest(config: Config, run_config: Config, epoch: int, drawn: Drawn, stored,
               quality_figures: dict[str, Any], cas: dict[str, Any] | None) -> dict[str, Any]:
-  class_names = list(datasets.CLASS_NAMES[datasets.canonical_name(run_config.dataset)])
+  class_names = list(datasets.get(run_config.dataset).class_names)
   counts = np.bincount(drawn.labels, minlength=datasets.NUM_CLASSES)
   how = ('the class the conditional generator was asked for'
          + (f' (all {config.label})' if config.label is not None else ', balanced')
@@ -309,7 +309,7 @@ def export_from_run(config: Config, log: Log = print) -> dict[str, Any]:
                                           config.classifier_dir, progress=config.progress,
                                           log=log)
   drawn = draw(state, run_config, config, stored.classifier)
-  class_names = list(datasets.CLASS_NAMES[datasets.canonical_name(run_config.dataset)])
+  class_names = list(datasets.get(run_config.dataset).class_names)
   # A failed write is one line; the folder is written beside `dest`, then renamed.
   unchanged = f'the run in {os.path.abspath(config.workdir)} and {dest} are unchanged'
   with trainer.write_failures_explained(config.workdir, 'the export failed', unchanged,

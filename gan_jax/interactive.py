@@ -16,9 +16,8 @@ from gan_jax.config import Config
 def _dataset_answers() -> dict[str, str]:
   """Answers to the dataset question: a number, or any name --dataset takes,
   each mapped to the dataset's first (short) name."""
-  short = {d.name: d.aliases[0] for d in datasets.DATASETS.values()}
-  return {**{str(i): name for i, name in enumerate(short.values(), 1)},
-          **{alias: short[name] for alias, name in datasets.ALIASES.items()}}
+  return {**{str(i): name for i, name in enumerate(datasets.short_names(), 1)},
+          **{alias: datasets.get(alias).aliases[0] for alias in datasets.ALIASES}}
 
 
 def _dataset_choices() -> str:

@@ -29,9 +29,15 @@ def is_child() -> bool:
   return _CHILD in os.environ
 
 
+def _child_fds() -> tuple[int, int, int]:
+  """In the child: the parent's pid, the terminal's fd and the report pipe's fd."""
+  parent, terminal, report_fd = (int(x) for x in os.environ[_CHILD].split(','))
+  return parent, terminal, report_fd
+
+
 def become_child() -> None:
   """In the child: die with the parent, and print Python's stderr to the terminal."""
-  parent, terminal, _ = (int(x) for x in os.environ[_CHILD].split(','))
+  parent, terminal, _ = _child_fds()
   if sys.platform.startswith('linux'):
     import ctypes
     ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -42,7 +48,7 @@ def become_child() -> None:
 
 def report(line: str) -> None:
   """In the child: hands the parent the line to print (it prints exactly one)."""
-  os.write(int(os.environ[_CHILD].split(',')[2]), line.encode())
+  os.write(_child_fds()[2], line.encode())
 
 
 def run_child(num_processes: int | None, kept: Callable[[], str],

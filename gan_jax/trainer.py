@@ -420,8 +420,8 @@ def _save_checkpoint(manager, config: Config, epoch: int, progress: _Progress) -
   """Every process takes part (Orbax writes each array once)."""
   workdir = os.path.abspath(config.workdir)
   with write_failures_explained(workdir, f'the checkpoint of epoch {epoch} failed',
-                                 where=os.path.join(checkpoints.checkpoint_dir(workdir),
-                                                    str(epoch))):
+                                where=os.path.join(checkpoints.checkpoint_dir(workdir),
+                                                   str(epoch))):
     checkpoints.save(manager, epoch, checkpoint_tree(progress.state, progress.fixed_noise),
                      {'epoch': epoch, 'config': config.__dict__,
                       'history': progress.history})
@@ -438,7 +438,7 @@ def _kept(workdir: str) -> str:
 
 @contextlib.contextmanager
 def write_failures_explained(workdir: str, what: str, kept: str | None = None,
-                              where: str | None = None) -> Iterator[None]:
+                             where: str | None = None) -> Iterator[None]:
   """Turns a failed write (disk full, permissions...) into one `WriteError`
   line saying what was kept (default: the last checkpoint) and where (when the
   error names no path; default: the workdir); other exceptions pass unchanged."""
@@ -737,7 +737,7 @@ def _quality_text(q: dict[str, Any], reference: dict[str, Any], config: Config) 
   parts[2] += f'/{datasets.NUM_CLASSES}'
   if q.get('worst_class') is not None:
     c = q['worst_class']
-    name = datasets.CLASS_NAMES[datasets.canonical_name(config.dataset)][c]
+    name = datasets.get(config.dataset).class_names[c]
     fd = f'{METRICS["fd"].label} {q["fd_per_class"][c]:{METRICS["fd_per_class"].fmt}}'
     parts.append(f'{METRICS["worst_class"].label} {name} ({fd})')
   return ' | '.join(parts)
@@ -824,7 +824,8 @@ def _final_checks(config: Config, out: str, final: np.ndarray, keys: dict[str, j
     checks['cas'] = cas.score(config.dataset, generated, requested, config.data_dir, log=log)
     c = checks['cas']
     log(f'CAS {c["cas"]:.2%} on the real test split (the same CNN trained on '
-        f'{c["real_images"]:,} real images: {c["cas_real"]:.2%}){cas.worst_class_text(c, config.dataset)}')
+        f'{c["real_images"]:,} real images: {c["cas_real"]:.2%})'
+        f'{cas.worst_class_text(c, config.dataset)}')
   return checks
 
 
@@ -874,7 +875,7 @@ def sample_from_run(config: Config, log: Log = print) -> list[str]:
   workdir = os.path.abspath(config.workdir)
   with workdir_lock.hold(workdir, exclusive=False, command='sampling'), \
        write_failures_explained(workdir, 'sampling failed',
-                                 f'the run in {workdir} is unchanged'):
+                                f'the run in {workdir} is unchanged'):
     return _sample(config, workdir, log)
 
 
@@ -935,7 +936,7 @@ def _sample(config: Config, workdir: str, log: Log) -> list[str]:
       labels, what = np.arange(config.num_samples) % datasets.NUM_CLASSES, ' of every class'
     else:
       labels = np.full(config.num_samples, config.label)
-      name = datasets.CLASS_NAMES[datasets.canonical_name(run_config.dataset)][config.label]
+      name = datasets.get(run_config.dataset).class_names[config.label]
       what = f' of class {config.label} ({name})'
   names = images.save_images(sample_dir, train.generate(state, z, labels),
                              prefix='sample_')

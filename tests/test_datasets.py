@@ -12,7 +12,7 @@ def test_names_and_class_names():
   assert datasets.canonical_name('Fashion') == 'fashion_mnist'
   assert datasets.canonical_name('fashion-mnist') == 'fashion_mnist'
   assert datasets.canonical_name('fashion_mnist') == 'fashion_mnist'
-  assert datasets.CLASS_NAMES['fashion_mnist'][9] == 'Ankle boot'
+  assert datasets.get('fashion_mnist').class_names[9] == 'Ankle boot'
   with pytest.raises(ValueError, match='unknown dataset'):
     datasets.canonical_name('svhn')
 
@@ -29,7 +29,7 @@ def test_a_registered_dataset_trains_labels_and_samples_end_to_end(
   classifier (trained into a folder), its labels and --mode=sample follow."""
   from gan_jax import trainer
   from gan_jax.config import Config
-  for table in ('DATASETS', 'ALIASES', 'CLASS_NAMES'):  # Registered for this test only.
+  for table in ('DATASETS', 'ALIASES'):  # Registered for this test only.
     monkeypatch.setattr(datasets, table, dict(getattr(datasets, table)))
   names = ('o', 'ki', 'su', 'tsu', 'na', 'ha', 'ma', 'ya', 're', 'wo')
   datasets.register(datasets.Dataset(

@@ -10,7 +10,7 @@ from PIL import Image
 from gan_jax import datasets, labels
 from gan_jax import images as images_lib
 
-CLASS_NAMES = datasets.CLASS_NAMES['fashion_mnist']
+CLASS_NAMES = list(datasets.get('fashion_mnist').class_names)
 
 
 class _FakeClassifier:
