@@ -1,6 +1,6 @@
 """run.py with the network and optimizer variants that the quality sweep tried.
 
-The sweep behind docs/quality.md compared, on 10-epoch MNIST runs, changes
+The sweeps behind docs/quality.md compared, on 10-epoch runs, changes
 to the default GAN that are not (or not all) in the package: they were
 measured and most were rejected, so they live here. $VARIANT names them,
 comma-separated; every other flag is run.py's:
@@ -8,13 +8,18 @@ comma-separated; every other flag is run.py's:
   VARIANT=bnG,mbstd python experiments/quality_variants.py --epochs=10 --workdir=runs/x
 
   bnG        BatchNorm + ReLU in the MLP generator (the package's `--arch=mlp_bn`)
+  wideD      MLP discriminator 1024 -> 512 -> 256 (the package's `--arch=mlp_wide`)
   widerG     MLP generator 512 -> 1024 -> 1024 (instead of 256 -> 512 -> 1024)
   dropD=P    dropout P after each hidden layer of the MLP discriminator
-  wideD      MLP discriminator 1024 -> 512 -> 256
+  Dw=A-B-..  MLP discriminator with hidden widths A, B, ...
   mbstd      the minibatch standard deviation as an extra discriminator feature
+  pack=M     PacGAN (Lin et al. 2018): the MLP discriminator judges M images of one
+             kind (real or generated) at once, each getting their pack's logit
   convD=W    a conv discriminator: Conv W 4x4 s2 -> Conv 2W 4x4 s2 -> Dense
   glr=X,dlr=Y  separate Adam learning rates for G and D (TTUR)
   lrdecay    both learning rates decay linearly to 0 over the run
+  r1=G       R1 penalty (Mescheder et al. 2018): G/2 times the mean squared norm of
+             the discriminator's gradient on real images, added to its loss
 
 Applies to --arch=mlp (unconditional); the variants replace its networks.
 """
@@ -23,12 +28,14 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import ClassVar
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 from gan_jax import xla_setup  # pylint: disable=g-import-not-at-top
 
 xla_setup.use_fast_cpu_settings()  # Before jax is imported.
 
+import jax  # pylint: disable=g-import-not-at-top
 import flax.linen as nn  # pylint: disable=g-import-not-at-top
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 import optax  # pylint: disable=g-import-not-at-top
@@ -47,6 +54,7 @@ def option(name: str, default):
 
 
 class Generator(nn.Module):
+  standing_stats_images: ClassVar[int] = models.MLPGenerator.standing_stats_images
   dtype: object = jnp.float32
   num_classes: int = 0
   batch_norm_momentum: float = 0.9
@@ -71,9 +79,15 @@ class Discriminator(nn.Module):
 
   @nn.compact
   def __call__(self, x, labels=None, train=True):
-    x = x.reshape((x.shape[0], -1))
+    n = x.shape[0]
+    pack = option('pack', 1)
+    if n % pack:  # Initialisation's single image: a pack of copies.
+      x = jnp.repeat(x, pack, axis=0)
+    x = x.reshape((x.shape[0] // pack, -1))
     drop = option('dropD', 0.0)
     widths = (1024, 512, 256) if 'wideD' in VARIANT else (512, 256)
+    if option('Dw', ''):
+      widths = tuple(int(w) for w in option('Dw', '').split('-'))
     for i, w in enumerate(widths):
       x = nn.leaky_relu(nn.Dense(w, name=f'dense{i}')(x), 0.2)
       if drop:
@@ -81,7 +95,7 @@ class Discriminator(nn.Module):
     if 'mbstd' in VARIANT:
       sd = jnp.sqrt(jnp.var(x, axis=0) + 1e-8).mean()
       x = jnp.concatenate([x, jnp.full((x.shape[0], 1), sd)], 1)
-    return nn.Dense(1, name='logit')(x)[:, 0]
+    return jnp.repeat(nn.Dense(1, name='logit')(x)[:, 0], pack)[:n]
 
 
 class ConvDiscriminator(nn.Module):
@@ -120,8 +134,40 @@ def create_state(config, rng):
                        discriminator=d.replace(opt_state=d.tx.init(d.params)))
 
 
+_discriminator_update = train._discriminator_update  # pylint: disable=protected-access
+
+
+def discriminator_update(state, batch, fake, rng):
+  """train._discriminator_update with the R1 penalty in its loss."""
+  gamma = option('r1', 0.0)
+  if not gamma or state.num_classes:
+    return _discriminator_update(state, batch, fake, rng)
+  n = batch['image'].shape[0]
+  images = jnp.concatenate([batch['image'], jax.lax.stop_gradient(fake)])
+  labels = jnp.concatenate([batch['label'], batch['label']])
+  d = state.discriminator
+  discriminate = train._discriminate  # pylint: disable=protected-access
+
+  def loss_fn(params):
+    logits, _ = discriminate(state, params, images, labels, jax.random.fold_in(rng, 1))
+    real, fake_logits = logits[:n], logits[n:]
+    loss = train.LOSSES[state.loss].discriminator(real, fake_logits,
+                                                  1.0 - state.label_smoothing)
+    grads = jax.grad(lambda x: discriminate(state, params, x, batch['label'],
+                                            jax.random.fold_in(rng, 1))[0].sum())(
+                                                batch['image'])
+    loss += 0.5 * gamma * jnp.mean(jnp.sum(grads ** 2, axis=(1, 2, 3)))
+    return loss, (real, fake_logits)
+
+  (loss, (real, fake_logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(d.params)
+  accuracy = 0.5 * (jnp.mean(real > 0) + jnp.mean(fake_logits < 0))
+  return (state.replace(discriminator=d.apply_gradients(grads=grads)),
+          {'d_loss': loss, 'd_acc': accuracy})
+
+
 models.make_models = make_models
 train.create_state = create_state
+train._discriminator_update = discriminator_update  # pylint: disable=protected-access
 
 if __name__ == '__main__':
   cli.run()

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from gan_jax import datasets
 
-ARCHS = ('mlp_bn', 'mlp', 'dcgan')
+ARCHS = ('mlp_bn', 'mlp', 'mlp_wide', 'dcgan')
 DTYPES = ('float32', 'bfloat16')
 MODES = ('train', 'sample', 'export')
 # The adversarial losses (their formulas: train.LOSSES, which a test keeps equal).
@@ -110,8 +110,17 @@ def _arch_help() -> str:
   defaults = ', '.join(f'{d.default_arch} for {d.aliases[0]}'
                        for d in datasets.DATASETS.values())
   return ('Network: mlp_bn (fully connected, BatchNorm in the generator), mlp (the same '
-          'without BatchNorm, as the Keras/PyTorch labs), or dcgan (the TF DCGAN tutorial '
+          'without BatchNorm, as the Keras/PyTorch labs), mlp_wide (mlp with a larger '
+          'discriminator, 1024-512-256), or dcgan (the TF DCGAN tutorial '
           f'net, ~24x the compute per image; for GPUs/TPUs). Default per dataset: {defaults}.')
+
+
+def _mode_seeking_help() -> str:
+  defaults = ', '.join(f'{d.default_mode_seeking:g} for {d.aliases[0]}'
+                       for d in datasets.DATASETS.values())
+  return ("Weight of the mode-seeking term in the generator's loss (Mao et al. 2019), which "
+          'rewards different images for different noise: more variety (recall); in '
+          f'[0, 100), 0: off. Default per dataset: {defaults}.')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,6 +165,8 @@ class Config:
       'teaches the discriminator the classes of real images and pushes the generator '
       'towards images of the requested class; in [0, 100), 0: off.',
       _in_zero_to(100, example='1.0'), resume=True)
+  mode_seeking: float | None = _setting(  # None: the dataset's default_mode_seeking.
+      None, _mode_seeking_help(), _optional(_in_zero_to(100, example='1.0')), resume=True)
   save_interval: int = _setting(
       5, 'Every N epochs: sample grid, quality evaluation, checkpoint, plots (and always at '
       'the last epoch). At most --epochs.', _int_at_most(10**9),
@@ -226,10 +237,14 @@ PROMPTS = {f.name: f.metadata['prompt'] for f in FIELDS if f.metadata['prompt']}
 
 
 def resolve(config: Config) -> Config:
-  """`config` with what its other fields decide filled in: an unset arch
-  becomes the dataset's default, and an unconditional run has no class loss."""
+  """`config` with what its other fields decide filled in: an unset arch or
+  mode-seeking weight becomes the dataset's default, and an unconditional run
+  has no class loss."""
+  dataset = datasets.get(config.dataset)
   if config.arch is None:
-    config = config.replace(arch=datasets.get(config.dataset).default_arch)
+    config = config.replace(arch=dataset.default_arch)
+  if config.mode_seeking is None:
+    config = config.replace(mode_seeking=dataset.default_mode_seeking)
   if not config.conditional and config.class_loss_weight:
     config = config.replace(class_loss_weight=0.0)
   return config

@@ -25,6 +25,7 @@ class Dataset:
     version: the TFDS version gan_jax reads.
     class_names: one per label 0-9.
     default_arch: the network --arch defaults to (docs/quality.md says why).
+    default_mode_seeking: the weight --mode_seeking defaults to (likewise).
     classifier_epochs: the domain classifier's training epochs.
   """
   name: str
@@ -33,6 +34,7 @@ class Dataset:
   class_names: tuple[str, ...]
   default_arch: str
   classifier_epochs: int
+  default_mode_seeking: float = 0.0
 
 
 DATASETS: dict[str, Dataset] = {}
@@ -60,7 +62,7 @@ register(Dataset(
     version='3.0.1',
     class_names=('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt',
                  'Sneaker', 'Bag', 'Ankle boot'),
-    default_arch='mlp', classifier_epochs=10))
+    default_arch='mlp_wide', default_mode_seeking=1.0, classifier_epochs=10))
 
 
 DEFAULT = 'mnist'  # --dataset's default.

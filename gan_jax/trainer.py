@@ -237,10 +237,10 @@ def prepare_workdir(config: Config, log: Log) -> None:
 
 def _check_resumable(meta: dict[str, Any], config: Config, path: str) -> None:
   # `config` is resolved (config.resolve), as the saved one was. A field missing
-  # from an older checkpoint had its default value then, except the class loss,
-  # which no run had before it was added.
+  # from an older checkpoint had its default value then, except the class loss
+  # and mode seeking, which no run had before they were added.
   saved = {k: Config.__dataclass_fields__[k].default for k in RESUME_FIELDS}
-  saved['class_loss_weight'] = 0.0
+  saved.update(class_loss_weight=0.0, mode_seeking=0.0)
   saved.update(meta.get('config', {}))
   diffs = [f'{k}: checkpoint {saved.get(k)!r}, now {getattr(config, k)!r}'
            for k in RESUME_FIELDS if saved.get(k) != getattr(config, k)]

@@ -14,11 +14,14 @@ def test_defaults_are_valid_and_the_documented_ones():
       (None, 32, 4e-4, 0.999, 0.1)
 
 
-@pytest.mark.parametrize('dataset,arch', [('mnist', 'mlp_bn'), ('fashion', 'mlp'),
-                                          ('fashion_mnist', 'mlp')])
-def test_an_unset_arch_is_the_datasets_default_and_a_given_one_stays(dataset, arch):
-  assert config.resolve(config.Config(dataset=dataset)).arch == arch
-  assert config.resolve(config.Config(dataset=dataset, arch='dcgan')).arch == 'dcgan'
+@pytest.mark.parametrize('dataset,arch,mode_seeking', [
+    ('mnist', 'mlp_bn', 0.0), ('fashion', 'mlp_wide', 1.0), ('fashion_mnist', 'mlp_wide', 1.0)])
+def test_unset_arch_and_mode_seeking_are_the_datasets_defaults_and_given_ones_stay(
+    dataset, arch, mode_seeking):
+  resolved = config.resolve(config.Config(dataset=dataset))
+  assert (resolved.arch, resolved.mode_seeking) == (arch, mode_seeking)
+  given = config.resolve(config.Config(dataset=dataset, arch='dcgan', mode_seeking=0.5))
+  assert (given.arch, given.mode_seeking) == ('dcgan', 0.5)
 
 
 def test_only_a_conditional_run_keeps_its_class_loss():
@@ -35,6 +38,7 @@ def test_only_a_conditional_run_keeps_its_class_loss():
     ('label_smoothing', 0.5, '[0, 0.5)'), ('label_smoothing', -0.1, '[0, 0.5)'), ('dataset', 'cifar', 'mnist'), ('arch', 'vit', 'dcgan'),
     ('dtype', 'float16', 'bfloat16'), ('seed', -1, '2**32'),
     ('class_loss_weight', -1.0, '[0, 100)'), ('class_loss_weight', float('nan'), '[0, 100)'),
+    ('mode_seeking', -0.5, '[0, 100)'), ('mode_seeking', 'lots', 'number'),
 ])
 def test_bad_values_name_the_field_and_what_is_allowed(field, value, words):
   with pytest.raises(ValueError) as e:

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from gan_jax import datasets, models, train
-from gan_jax.config import Config
+from gan_jax.config import ARCHS, Config
 
 
-@pytest.mark.parametrize('arch', ['dcgan', 'mlp', 'mlp_bn'])
+@pytest.mark.parametrize('arch', ARCHS)
 @pytest.mark.parametrize('noise_dim', [1, 64, 100, 128])
 def test_generator_output_is_image_shape_in_range(arch, noise_dim):
   generator, _ = models.make_models(arch)
@@ -21,7 +21,7 @@ def test_generator_output_is_image_shape_in_range(arch, noise_dim):
   assert float(jnp.abs(out).max()) <= 1.0
 
 
-@pytest.mark.parametrize('arch', ['dcgan', 'mlp', 'mlp_bn'])
+@pytest.mark.parametrize('arch', ARCHS)
 def test_discriminator_gives_one_logit_per_image(arch):
   _, discriminator = models.make_models(arch)
   x = jnp.zeros((5,) + datasets.IMAGE_SHAPE)
@@ -50,6 +50,11 @@ def test_mlp_parameter_counts():
   assert train.param_count(bn.generator.params) == g + 2 * (256 + 512 + 1024)
   assert train.param_count(bn.generator.batch_stats) == 2 * (256 + 512 + 1024)
   assert train.param_count(bn.discriminator.params) == d
+  # mlp_wide: mlp's generator, a discriminator 784 -> 1024 -> 512 -> 256 -> 1.
+  wide = train.create_state(Config(arch='mlp_wide'), jax.random.PRNGKey(0))
+  assert train.param_count(wide.generator.params) == g
+  assert train.param_count(wide.discriminator.params) == (
+      (784 * 1024 + 1024) + (1024 * 512 + 512) + (512 * 256 + 256) + (256 + 1))
 
 
 @pytest.mark.parametrize('arch', ['dcgan', 'mlp', 'mlp_bn'])
@@ -66,7 +71,7 @@ def test_unknown_arch_is_rejected():
     models.make_models('resnet')
 
 
-@pytest.mark.parametrize('arch', ['dcgan', 'mlp', 'mlp_bn'])
+@pytest.mark.parametrize('arch', ARCHS)
 def test_conditional_networks_take_a_label_batch(arch):
   generator, discriminator = models.make_models(arch, num_classes=10)
   z = jax.random.normal(jax.random.PRNGKey(0), (6, 100))

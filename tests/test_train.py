@@ -357,3 +357,29 @@ def test_a_step_with_each_loss_gives_finite_losses_and_changes_both_networks(los
   # The loss decides the step: the same inputs under 'ns' give other losses.
   _, ns = jax.jit(train.train_step)(_state('mlp'), _batch(), jax.random.PRNGKey(1))
   assert float(ns['d_loss']) != float(metrics['d_loss'])
+
+
+def test_mode_seeking_loss_is_its_formula_and_falls_as_images_spread():
+  z = jnp.array([[0.0, 0.0], [1.0, 3.0], [2.0, 0.0], [1.0, 1.0]])  # Pairs (0, 2), (1, 3).
+  fake = jnp.zeros((4, 28, 28, 1)).at[2].set(0.5).at[3].set(-0.25)
+  # |G(z1) - G(z2)| / |z1 - z2|, mean absolute differences: 0.5 / 1 and 0.25 / 1.
+  np.testing.assert_allclose(train.mode_seeking_loss(fake, z), 1 / (0.375 + 1e-5), rtol=1e-6)
+  assert train.mode_seeking_loss(2 * fake, z) < train.mode_seeking_loss(fake, z)
+
+
+def test_mode_seeking_adds_its_weighted_term_to_the_generator_loss_only():
+  state, batch, rng = _state('mlp'), _batch(), jax.random.PRNGKey(1)
+  runs = {w: jax.jit(train.train_step)(state.replace(mode_seeking=w), batch, rng)
+          for w in (0.0, 0.5, 1.0)}
+  g_loss = {w: float(m['g_loss']) for w, (_, m) in runs.items()}
+  # The term is positive and linear in its weight; the discriminator's step is unchanged.
+  assert g_loss[0.5] > g_loss[0.0]
+  np.testing.assert_allclose(g_loss[1.0] - g_loss[0.0], 2 * (g_loss[0.5] - g_loss[0.0]),
+                             rtol=1e-4)
+  assert float(runs[1.0][1]['d_loss']) == float(runs[0.0][1]['d_loss'])
+  assert _changed(runs[1.0][0].generator.params, runs[0.0][0].generator.params)
+  # The fused step still equals the two steps one after the other.
+  with_term = state.replace(mode_seeking=1.0)
+  after_d, _ = jax.jit(train.discriminator_step)(with_term, batch, rng)
+  _, m_g = jax.jit(train.generator_step)(after_d, batch, rng)
+  np.testing.assert_allclose(m_g['g_loss'], g_loss[1.0], rtol=1e-5)

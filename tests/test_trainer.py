@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gan_jax import checkpoints, files, trainer
+from gan_jax import checkpoints, config as config_lib, files, trainer
 from gan_jax.config import Config
 
 pytestmark = pytest.mark.slow
@@ -372,3 +372,12 @@ def test_sample_mode_draws_the_requested_class_and_single_images_look_real(
   pixels = _png(single)
   # Real digits: black background, white strokes (0 and 255 both present).
   assert pixels.min() < 40 and pixels.max() > 215 and pixels.std() > 40, pixels
+
+
+def test_a_checkpoint_from_before_mode_seeking_resumes_only_without_it():
+  resolved = config_lib.resolve(Config(dataset='mnist'))
+  meta = {'config': {k: getattr(resolved, k) for k in config_lib.RESUME_FIELDS
+                     if k not in ('mode_seeking', 'class_loss_weight')}}
+  trainer._check_resumable(meta, resolved, 'ckpt')  # pylint: disable=protected-access
+  with pytest.raises(trainer.RunError, match='mode_seeking: checkpoint 0.0, now 1.0'):
+    trainer._check_resumable(meta, resolved.replace(mode_seeking=1.0), 'ckpt')  # pylint: disable=protected-access
