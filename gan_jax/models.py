@@ -1,20 +1,17 @@
-"""Generator and discriminator networks, in Flax linen.
-
-* ``dcgan``: the TensorFlow DCGAN tutorial network. G: Dense 7*7*256 -> BN ->
-  LeakyReLU(0.3) -> ConvTranspose 128 s1 / 64 s2 / 1 s2 (5x5, BN+LeakyReLU
-  between) -> tanh; D: Conv 64 / 128 (5x5 s2, LeakyReLU, Dropout 0.3) -> Dense 1.
+"""Generator and discriminator networks, in Flax linen:
+* ``dcgan``: the TensorFlow DCGAN tutorial network (`gan_jax.layers`). G: Dense
+  7*7*256 -> BN -> LeakyReLU(0.3) -> ConvTranspose 128 s1 / 64 s2 / 1 s2 (5x5,
+  BN+LeakyReLU between) -> tanh; D: Conv 64 / 128 (5x5 s2, LeakyReLU, Dropout 0.3).
 * ``mlp``: the Keras/PyTorch labs' GAN. G: noise -> 256 -> 512 -> 1024 -> 784
   (LeakyReLU 0.2, tanh out); D: 784 -> 512 -> 256 -> 1 (LeakyReLU 0.2).
-* ``mlp_bn``: ``mlp`` with BatchNorm+ReLU after each hidden layer of G
-  (docs/quality.md). The DCGAN uses `gan_jax.layers` (docs/speed.md).
-* ``mlp_wide``: ``mlp`` with a larger discriminator, 784 -> 1024 -> 512 ->
-  256 -> 1, which finds more of what the generator misses: more variety on
-  Fashion-MNIST (docs/quality.md, "Recall on Fashion-MNIST").
+* ``mlp_bn``: ``mlp`` with BatchNorm+ReLU after each hidden layer of G;
+  ``mlp_wide``: ``mlp`` with D 784 -> 1024 -> 512 -> 256 -> 1, which finds
+  more of what G leaves out (docs/quality.md, "Recall on Fashion-MNIST").
 
 With ``num_classes`` > 0 both take a label: G appends a label embedding to its
-noise; D adds a projection term (Miyato & Koyama 2018) and returns class logits
-from the same features, an auxiliary classifier (AC-GAN, Odena et al. 2017).
-``dtype`` is the compute dtype; parameters and outputs stay float32.
+noise; D adds a projection term (Miyato & Koyama 2018) and class logits from the
+same features, an auxiliary classifier (AC-GAN, Odena et al. 2017). ``dtype`` is
+the compute dtype; parameters and outputs stay float32.
 """
 
 from __future__ import annotations
