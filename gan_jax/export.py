@@ -232,13 +232,13 @@ def install(tmp: str, dest: str) -> None:
     shutil.rmtree(old)
 
 
-def set_quality(drawn: Drawn, stored, run_config: Config, data_dir: str) -> dict[str, Any]:
+def set_quality(drawn: Drawn, stored, run_config: Config, data_dir: str,
+                test_images: np.ndarray) -> dict[str, Any]:
   """FD, IS, precision, recall and the memorisation ratio of the exported set
-  (per-class FD too when the labels were requested)."""
+  (per-class FD too when the labels were requested); `test_images`: real test
+  images, the memorisation ratio's reference."""
   train_feats, train_labels = feature_cache.training_features(
       stored.classifier, stored.meta['params_sha256'], run_config.dataset, data_dir)
-  test = input_pipeline.load_split(run_config.dataset, 'test', data_dir,
-                                   limit=MEMORISATION_SAMPLE)
   real = quality.real_features(train_feats, train_labels)
   n = len(drawn.features)
   fd = precision = recall = None  # A set too small to measure them has None.
@@ -252,7 +252,7 @@ def set_quality(drawn: Drawn, stored, run_config: Config, data_dir: str) -> dict
          'precision': precision, 'recall': recall,
          'precision_recall_images': len(drawn.features[scored]),
          'memorisation_ratio': quality.memorisation_ratio(
-             drawn.features[:MEMORISATION_SAMPLE], stored.classifier.features(test.images),
+             drawn.features[:MEMORISATION_SAMPLE], stored.classifier.features(test_images),
              train_feats),
          'memorisation_images': min(len(drawn.features), MEMORISATION_SAMPLE),
          'training_images': len(train_feats)}
@@ -309,6 +309,12 @@ def export_from_run(config: Config, log: Log = print) -> dict[str, Any]:
                                           config.classifier_dir, progress=config.progress,
                                           log=log)
   drawn = draw(state, run_config, config, stored.classifier)
+  # TFDS is first used here, before the thread below: while its modules load it
+  # swaps Python's import function for a lazy one (etils' lazy_imports), which
+  # would also catch the imports jax makes in the main thread meanwhile (a
+  # ModuleNotFoundError while the generator is exported).
+  test = input_pipeline.load_split(run_config.dataset, 'test', data_dir,
+                                   limit=MEMORISATION_SAMPLE)
   class_names = list(datasets.get(run_config.dataset).class_names)
   # A failed write is one line; the folder is written beside `dest`, then renamed.
   unchanged = f'the run in {os.path.abspath(config.workdir)} and {dest} are unchanged'
@@ -320,7 +326,7 @@ def export_from_run(config: Config, log: Log = print) -> dict[str, Any]:
       # The quality figures (mostly XLA) are computed while the files (mostly
       # I/O) are written: the two overlap on a 2-core CPU.
       with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        figures = pool.submit(set_quality, drawn, stored, run_config, data_dir)
+        figures = pool.submit(set_quality, drawn, stored, run_config, data_dir, test.images)
         exported = serialize.export_generator(state)
         write_folder(tmp, drawn, class_names, exported.serialize())
         figures = figures.result()
