@@ -206,3 +206,22 @@ def test_training_features_are_cached_and_read_back(runs, tmp_path, monkeypatch)
     again, again_labels = feature_cache.training_features(*args)
   np.testing.assert_array_equal(again, features)
   np.testing.assert_array_equal(again_labels, labels)
+
+
+def test_tfds_is_first_read_in_the_main_thread(runs, tmp_path, monkeypatch):
+  # While TFDS loads its modules, etils swaps Python's import function for the
+  # whole process; a first read in the quality thread would catch the imports
+  # jax makes in the main thread meanwhile.
+  import threading
+  from gan_jax import input_pipeline
+  monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'cache'))  # Features not cached.
+  load, in_main = input_pipeline.load_split, []
+
+  def recording(*args, **kwargs):
+    in_main.append(threading.current_thread() is threading.main_thread())
+    return load(*args, **kwargs)
+
+  monkeypatch.setattr(input_pipeline, 'load_split', recording)
+  export.export_from_run(runs['unconditional'].replace(
+      num_samples=20, export_dir=str(tmp_path / 'set')), log=_quiet)
+  assert len(in_main) >= 2 and in_main[0]  # The test split first, then the training one.
