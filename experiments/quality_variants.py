@@ -137,14 +137,14 @@ def create_state(config, rng):
 _discriminator_update = train._discriminator_update  # pylint: disable=protected-access
 
 
-def discriminator_update(state, batch, fake, rng):
+def discriminator_update(state, batch, fake, fake_labels, rng):
   """train._discriminator_update with the R1 penalty in its loss."""
   gamma = option('r1', 0.0)
   if not gamma or state.num_classes:
-    return _discriminator_update(state, batch, fake, rng)
+    return _discriminator_update(state, batch, fake, fake_labels, rng)
   n = batch['image'].shape[0]
   images = jnp.concatenate([batch['image'], jax.lax.stop_gradient(fake)])
-  labels = jnp.concatenate([batch['label'], batch['label']])
+  labels = jnp.concatenate([batch['label'], fake_labels])
   d = state.discriminator
   discriminate = train._discriminate  # pylint: disable=protected-access
 

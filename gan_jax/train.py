@@ -220,6 +220,20 @@ def mode_seeking_loss(fake: jax.Array, z: jax.Array) -> jax.Array:
   return 1.0 / (jnp.mean(images / noise) + 1e-5)
 
 
+def generator_labels(state: GANState, labels: jax.Array) -> jax.Array:
+  """The labels the generator draws for a batch whose real labels are `labels`.
+
+  The same labels, except that a conditional GAN with the mode-seeking term
+  repeats the first half's labels in the second half: the term then compares
+  two images of one class from different noise (as Mao et al. pair noise under
+  one condition), rather than images that differ mostly by their class.
+  """
+  if not (state.num_classes and state.mode_seeking):
+    return labels
+  half = labels.shape[0] // 2
+  return jnp.concatenate([labels[:half], labels[:half], labels[2 * half:]])
+
+
 def _discriminate(state: GANState, params: Any, images: jax.Array, labels: jax.Array,
                   rng: jax.Array) -> tuple[jax.Array, jax.Array | None]:
   """The discriminator in training mode: real/fake logits (B,) and, if the GAN
@@ -230,11 +244,12 @@ def _discriminate(state: GANState, params: Any, images: jax.Array, labels: jax.A
 
 
 def _discriminator_update(state: GANState, batch: Batch, fake: jax.Array,
-                          rng: jax.Array) -> tuple[GANState, Metrics]:
-  """Updates the discriminator on real `batch` (-> 1) and generated `fake` (-> 0)."""
+                          fake_labels: jax.Array, rng: jax.Array) -> tuple[GANState, Metrics]:
+  """Updates the discriminator on real `batch` (-> 1) and generated `fake`
+  of classes `fake_labels` (-> 0)."""
   n = batch['image'].shape[0]
   images = jnp.concatenate([batch['image'], jax.lax.stop_gradient(fake)])
-  labels = jnp.concatenate([batch['label'], batch['label']])
+  labels = jnp.concatenate([batch['label'], fake_labels])
   d = state.discriminator
 
   def loss_fn(params):
@@ -283,9 +298,10 @@ def discriminator_step(state: GANState, batch: Batch, rng: jax.Array
   Returns:
     The new state and {'d_loss', 'd_acc'} (accuracy over real and fake).
   """
+  labels = generator_labels(state, batch['label'])
   fake, _ = _generate_train(state.generator, state.generator.params,
-                            _noise(state, rng, batch['image'].shape[0]), batch['label'])
-  return _discriminator_update(state, batch, fake, rng)
+                            _noise(state, rng, batch['image'].shape[0]), labels)
+  return _discriminator_update(state, batch, fake, labels, rng)
 
 
 def generator_step(state: GANState, batch: Batch, rng: jax.Array
@@ -302,10 +318,11 @@ def generator_step(state: GANState, batch: Batch, rng: jax.Array
   """
   g = state.generator
   z = _noise(state, rng, batch['image'].shape[0])
+  labels = generator_labels(state, batch['label'])
 
   def loss_fn(params):
-    fake, batch_stats = _generate_train(g, params, z, batch['label'])
-    return _fooling_loss(state, fake, z, batch['label'], rng), batch_stats
+    fake, batch_stats = _generate_train(g, params, z, labels)
+    return _fooling_loss(state, fake, z, labels, rng), batch_stats
 
   (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(g.params)
   g = g.apply_gradients(grads=grads).replace(batch_stats=batch_stats)
@@ -323,11 +340,12 @@ def train_step(state: GANState, batch: Batch, rng: jax.Array
   """
   g = state.generator
   z = _noise(state, rng, batch['image'].shape[0])
+  labels = generator_labels(state, batch['label'])
   fake, pull_back, batch_stats = jax.vjp(
-      lambda params: _generate_train(g, params, z, batch['label']), g.params, has_aux=True)
-  state, d_metrics = _discriminator_update(state, batch, fake, rng)
+      lambda params: _generate_train(g, params, z, labels), g.params, has_aux=True)
+  state, d_metrics = _discriminator_update(state, batch, fake, labels, rng)
   g_loss, d_fake = jax.value_and_grad(_fooling_loss, argnums=1)(
-      state, fake, z, batch['label'], rng)
+      state, fake, z, labels, rng)
   (grads,) = pull_back(d_fake)
   g = g.apply_gradients(grads=grads).replace(batch_stats=batch_stats)
   return _with_generator(state, g), {**d_metrics, 'g_loss': g_loss}

@@ -383,3 +383,29 @@ def test_mode_seeking_adds_its_weighted_term_to_the_generator_loss_only():
   after_d, _ = jax.jit(train.discriminator_step)(with_term, batch, rng)
   _, m_g = jax.jit(train.generator_step)(after_d, batch, rng)
   np.testing.assert_allclose(m_g['g_loss'], g_loss[1.0], rtol=1e-5)
+
+
+def test_conditional_mode_seeking_pairs_images_of_one_class():
+  batch, rng = _batch(), jax.random.PRNGKey(1)
+  state = _state('mlp', conditional=True, mode_seeking=1.0)
+  labels = train.generator_labels(state, batch['label'])
+  # The second half repeats the first, so each pair of the term has one class.
+  np.testing.assert_array_equal(labels[8:], labels[:8])
+  np.testing.assert_array_equal(labels[:8], batch['label'][:8])
+  for other in (state.replace(mode_seeking=0.0), _state('mlp', mode_seeking=1.0)):
+    np.testing.assert_array_equal(train.generator_labels(other, batch['label']),
+                                  batch['label'])
+  # The generator's loss is the term's on images drawn with those labels.
+  z = train._noise(state, rng, 16)  # pylint: disable=protected-access
+  g = state.generator
+  fake = g.apply_fn({'params': g.params}, z, labels, train=True)
+  _, m_g = jax.jit(train.generator_step)(state, batch, rng)
+  expected = train._fooling_loss(state, fake, z, labels, rng)  # pylint: disable=protected-access
+  np.testing.assert_allclose(m_g['g_loss'], expected, rtol=1e-5)
+  # Both steps and the fused step draw the same labels.
+  fused, m_fused = jax.jit(train.train_step)(state, batch, rng)
+  after_d, m_d = jax.jit(train.discriminator_step)(state, batch, rng)
+  after_g, m_g = jax.jit(train.generator_step)(after_d, batch, rng)
+  for k, v in {**m_d, **m_g}.items():
+    np.testing.assert_allclose(m_fused[k], v, rtol=1e-5, atol=1e-6)
+  _assert_states_close(fused, after_g)
