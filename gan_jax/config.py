@@ -116,7 +116,8 @@ def _arch_help() -> str:
 
 
 def _mode_seeking_help() -> str:
-  defaults = ', '.join(f'{d.default_mode_seeking:g} for {d.aliases[0]}'
+  defaults = ', '.join(f'{d.aliases[0]} {d.default_mode_seeking:g} '
+                       f'(--conditional {d.default_mode_seeking_conditional:g})'
                        for d in datasets.DATASETS.values())
   return ("Weight of the mode-seeking term in the generator's loss (Mao et al. 2019), which "
           'rewards different images for different noise: more variety (recall); in '
@@ -244,7 +245,8 @@ def resolve(config: Config) -> Config:
   if config.arch is None:
     config = config.replace(arch=dataset.default_arch)
   if config.mode_seeking is None:
-    config = config.replace(mode_seeking=dataset.default_mode_seeking)
+    config = config.replace(mode_seeking=dataset.default_mode_seeking_conditional
+                            if config.conditional else dataset.default_mode_seeking)
   if not config.conditional and config.class_loss_weight:
     config = config.replace(class_loss_weight=0.0)
   return config

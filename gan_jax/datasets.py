@@ -26,6 +26,7 @@ class Dataset:
     class_names: one per label 0-9.
     default_arch: the network --arch defaults to (docs/quality.md says why).
     default_mode_seeking: the weight --mode_seeking defaults to (likewise).
+    default_mode_seeking_conditional: the same for --conditional runs.
     classifier_epochs: the domain classifier's training epochs.
   """
   name: str
@@ -35,6 +36,7 @@ class Dataset:
   default_arch: str
   classifier_epochs: int
   default_mode_seeking: float = 0.0
+  default_mode_seeking_conditional: float = 0.0
 
 
 DATASETS: dict[str, Dataset] = {}
@@ -56,13 +58,14 @@ def register(dataset: Dataset) -> Dataset:
 register(Dataset(
     name='mnist', aliases=('mnist',), version='3.0.1',
     class_names=tuple(str(i) for i in range(10)),
-    default_arch='mlp_bn', classifier_epochs=6))
+    default_arch='mlp_bn', default_mode_seeking_conditional=1.0, classifier_epochs=6))
 register(Dataset(
     name='fashion_mnist', aliases=('fashion', 'fashion_mnist', 'fashion-mnist'),
     version='3.0.1',
     class_names=('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt',
                  'Sneaker', 'Bag', 'Ankle boot'),
-    default_arch='mlp_wide', default_mode_seeking=1.0, classifier_epochs=10))
+    default_arch='mlp_wide', default_mode_seeking=1.0, default_mode_seeking_conditional=0.3,
+    classifier_epochs=10))
 
 
 DEFAULT = 'mnist'  # --dataset's default.

@@ -14,13 +14,16 @@ def test_defaults_are_valid_and_the_documented_ones():
       (None, 32, 4e-4, 0.999, 0.1)
 
 
-@pytest.mark.parametrize('dataset,arch,mode_seeking', [
-    ('mnist', 'mlp_bn', 0.0), ('fashion', 'mlp_wide', 1.0), ('fashion_mnist', 'mlp_wide', 1.0)])
+@pytest.mark.parametrize('dataset,conditional,arch,mode_seeking', [
+    ('mnist', False, 'mlp_bn', 0.0), ('mnist', True, 'mlp_bn', 1.0),
+    ('fashion', False, 'mlp_wide', 1.0), ('fashion', True, 'mlp_wide', 0.3),
+    ('fashion_mnist', False, 'mlp_wide', 1.0)])
 def test_unset_arch_and_mode_seeking_are_the_datasets_defaults_and_given_ones_stay(
-    dataset, arch, mode_seeking):
-  resolved = config.resolve(config.Config(dataset=dataset))
+    dataset, conditional, arch, mode_seeking):
+  resolved = config.resolve(config.Config(dataset=dataset, conditional=conditional))
   assert (resolved.arch, resolved.mode_seeking) == (arch, mode_seeking)
-  given = config.resolve(config.Config(dataset=dataset, arch='dcgan', mode_seeking=0.5))
+  given = config.resolve(config.Config(dataset=dataset, conditional=conditional,
+                                       arch='dcgan', mode_seeking=0.5))
   assert (given.arch, given.mode_seeking) == ('dcgan', 0.5)
 
 
