@@ -235,6 +235,11 @@ def prepare_workdir(config: Config, log: Log) -> None:
         'another --workdir')
 
 
+def _flag_value(value: Any) -> str:
+  """`value` as a command line gives it (absl's booleans are true/false)."""
+  return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def _check_resumable(meta: dict[str, Any], config: Config, path: str) -> None:
   # `config` is resolved (config.resolve), as the saved one was. A field missing
   # from an older checkpoint had its default value then, except the class loss
@@ -242,13 +247,16 @@ def _check_resumable(meta: dict[str, Any], config: Config, path: str) -> None:
   saved = {k: Config.__dataclass_fields__[k].default for k in RESUME_FIELDS}
   saved.update(class_loss_weight=0.0, mode_seeking=0.0)
   saved.update(meta.get('config', {}))
-  diffs = [f'{k}: checkpoint {saved.get(k)!r}, now {getattr(config, k)!r}'
-           for k in RESUME_FIELDS if saved.get(k) != getattr(config, k)]
-  if diffs:
+  changed = [k for k in RESUME_FIELDS if saved.get(k) != getattr(config, k)]
+  if changed:
+    diffs = '; '.join(f'{k}: checkpoint {saved.get(k)!r}, now {getattr(config, k)!r}'
+                      for k in changed)
+    flags = ' '.join(f'--{k}={_flag_value(saved[k])}' for k in changed
+                     if saved.get(k) is not None)
+    resume = f'to continue it, pass {flags}; ' if flags else ''
     raise RunError(
-        f'the checkpoint in {path} comes from a different configuration '
-        f'({"; ".join(diffs)}); pass --overwrite to start over in this workdir, '
-        'or choose another --workdir')
+        f'the checkpoint in {path} comes from a different configuration ({diffs}); '
+        f'{resume}pass --overwrite to start over in this workdir, or choose another --workdir')
 
 
 @contextlib.contextmanager

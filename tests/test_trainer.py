@@ -381,3 +381,8 @@ def test_a_checkpoint_from_before_mode_seeking_resumes_only_without_it():
   trainer._check_resumable(meta, resolved, 'ckpt')  # pylint: disable=protected-access
   with pytest.raises(trainer.RunError, match='mode_seeking: checkpoint 0.0, now 1.0'):
     trainer._check_resumable(meta, resolved.replace(mode_seeking=1.0), 'ckpt')  # pylint: disable=protected-access
+  # The error names the flags that continue the run.
+  with pytest.raises(trainer.RunError,
+                     match='to continue it, pass --conditional=false --mode_seeking=0.0;'):
+    trainer._check_resumable(meta, resolved.replace(mode_seeking=1.0, conditional=True),  # pylint: disable=protected-access
+                             'ckpt')
