@@ -124,6 +124,15 @@ def _mode_seeking_help() -> str:
           f'[0, 100), 0: off. Default per dataset: {defaults}.')
 
 
+def _class_loss_help() -> str:
+  defaults = ', '.join(f'{d.aliases[0]} {d.default_class_loss_weight:g}'
+                       for d in datasets.DATASETS.values())
+  return ("Conditional runs: weight of the auxiliary classifier's loss (AC-GAN), which "
+          'teaches the discriminator the classes of real images and pushes the generator '
+          'towards images of the requested class; in [0, 100), 0: off. Default per '
+          f'dataset: {defaults}.')
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
   """Everything a run needs, one `_setting` per field: its default, flag help,
@@ -161,11 +170,8 @@ class Config:
       _in_zero_to(0.5, example='0.1'), resume=True)
   loss: str = _setting('ns', 'The adversarial loss: ns (non-saturating BCE), hinge, or ls '
                        '(least squares).', _choice(LOSSES), resume=True)
-  class_loss_weight: float = _setting(
-      1.0, "Conditional runs: weight of the auxiliary classifier's loss (AC-GAN), which "
-      'teaches the discriminator the classes of real images and pushes the generator '
-      'towards images of the requested class; in [0, 100), 0: off.',
-      _in_zero_to(100, example='1.0'), resume=True)
+  class_loss_weight: float | None = _setting(  # None: the dataset's default_class_loss_weight.
+      None, _class_loss_help(), _optional(_in_zero_to(100, example='1.0')), resume=True)
   mode_seeking: float | None = _setting(  # None: the dataset's default_mode_seeking.
       None, _mode_seeking_help(), _optional(_in_zero_to(100, example='1.0')), resume=True)
   save_interval: int = _setting(
@@ -238,17 +244,19 @@ PROMPTS = {f.name: f.metadata['prompt'] for f in FIELDS if f.metadata['prompt']}
 
 
 def resolve(config: Config) -> Config:
-  """`config` with what its other fields decide filled in: an unset arch or
-  mode-seeking weight becomes the dataset's default, and an unconditional run
-  has no class loss."""
+  """`config` with what its other fields decide filled in: an unset arch,
+  mode-seeking weight or class-loss weight becomes the dataset's default, and
+  an unconditional run has no class loss."""
   dataset = datasets.get(config.dataset)
   if config.arch is None:
     config = config.replace(arch=dataset.default_arch)
   if config.mode_seeking is None:
     config = config.replace(mode_seeking=dataset.default_mode_seeking_conditional
                             if config.conditional else dataset.default_mode_seeking)
-  if not config.conditional and config.class_loss_weight:
+  if not config.conditional:
     config = config.replace(class_loss_weight=0.0)
+  elif config.class_loss_weight is None:
+    config = config.replace(class_loss_weight=dataset.default_class_loss_weight)
   return config
 
 

@@ -27,6 +27,8 @@ class Dataset:
     default_arch: the network --arch defaults to (docs/quality.md says why).
     default_mode_seeking: the weight --mode_seeking defaults to (likewise).
     default_mode_seeking_conditional: the same for --conditional runs.
+    default_class_loss_weight: the weight --class_loss_weight defaults to
+      (--conditional runs; likewise).
     classifier_epochs: the domain classifier's training epochs.
   """
   name: str
@@ -37,6 +39,7 @@ class Dataset:
   classifier_epochs: int
   default_mode_seeking: float = 0.0
   default_mode_seeking_conditional: float = 0.0
+  default_class_loss_weight: float = 1.0
 
 
 DATASETS: dict[str, Dataset] = {}
@@ -65,7 +68,7 @@ register(Dataset(
     class_names=('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt',
                  'Sneaker', 'Bag', 'Ankle boot'),
     default_arch='mlp_wide', default_mode_seeking=1.0, default_mode_seeking_conditional=0.3,
-    classifier_epochs=10))
+    default_class_loss_weight=0.5, classifier_epochs=10))
 
 
 DEFAULT = 'mnist'  # --dataset's default.

@@ -27,6 +27,16 @@ def test_unset_arch_and_mode_seeking_are_the_datasets_defaults_and_given_ones_st
   assert (given.arch, given.mode_seeking) == ('dcgan', 0.5)
 
 
+@pytest.mark.parametrize('dataset,weight', [('mnist', 1.0), ('fashion', 0.5)])
+def test_an_unset_class_loss_weight_is_the_datasets_default_for_conditional_runs(
+    dataset, weight):
+  assert config.resolve(config.Config(dataset=dataset, conditional=True)
+                        ).class_loss_weight == weight
+  assert config.resolve(config.Config(dataset=dataset)).class_loss_weight == 0.0
+  assert config.resolve(config.Config(dataset=dataset, conditional=True,
+                                      class_loss_weight=2.0)).class_loss_weight == 2.0
+
+
 def test_only_a_conditional_run_keeps_its_class_loss():
   assert config.resolve(config.Config(class_loss_weight=0.5)).class_loss_weight == 0.0
   assert config.resolve(config.Config(conditional=True,
