@@ -115,18 +115,21 @@ def _arch_help() -> str:
           f'net, ~24x the compute per image; for GPUs/TPUs). Default per dataset: {defaults}.')
 
 
+def _per_dataset(value: Callable[[datasets.Dataset], str]) -> str:
+  """'mnist <value>, fashion <value>': a default per dataset, for flag help."""
+  return ', '.join(f'{d.aliases[0]} {value(d)}' for d in datasets.DATASETS.values())
+
+
 def _mode_seeking_help() -> str:
-  defaults = ', '.join(f'{d.aliases[0]} {d.default_mode_seeking:g} '
-                       f'(--conditional {d.default_mode_seeking_conditional:g})'
-                       for d in datasets.DATASETS.values())
+  defaults = _per_dataset(lambda d: f'{d.default_mode_seeking:g} '
+                          f'(--conditional {d.default_mode_seeking_conditional:g})')
   return ("Weight of the mode-seeking term in the generator's loss (Mao et al. 2019), which "
           'rewards different images for different noise: more variety (recall); in '
           f'[0, 100), 0: off. Default per dataset: {defaults}.')
 
 
 def _class_loss_help() -> str:
-  defaults = ', '.join(f'{d.aliases[0]} {d.default_class_loss_weight:g}'
-                       for d in datasets.DATASETS.values())
+  defaults = _per_dataset(lambda d: f'{d.default_class_loss_weight:g}')
   return ("Conditional runs: weight of the auxiliary classifier's loss (AC-GAN), which "
           'teaches the discriminator the classes of real images and pushes the generator '
           'towards images of the requested class; in [0, 100), 0: off. Default per '
