@@ -193,6 +193,9 @@ def main(argv: list[str]) -> None:
   for name in ('export_dir', 'min_confidence'):
     if FLAGS[name].present and FLAGS.mode != 'export':
       _fail(f'--{name} is a setting of --mode=export; add --mode=export or drop it')
+  if FLAGS['noise_scale'].present and FLAGS.mode not in ('sample', 'export'):
+    _fail('--noise_scale is a setting of --mode=sample and --mode=export (training draws '
+          'its noise with 1); add one of them or drop it')
   if FLAGS['cas'].present and FLAGS.mode == 'sample':
     _fail('--cas is a setting of training and of --mode=export; drop it from --mode=sample')
   _check_distributed_flags()

@@ -19,6 +19,7 @@ DTYPES = ('float32', 'bfloat16')
 MODES = ('train', 'sample', 'export')
 # The adversarial losses (their formulas: train.LOSSES, which a test keeps equal).
 LOSSES = ('ns', 'hinge', 'ls')
+MAX_NOISE_SCALE = 10.0  # --noise_scale's bound: far beyond it every image is saturated.
 
 
 def _positive_int(value: Any, maximum: int | None = None) -> str | None:
@@ -61,6 +62,14 @@ def _in_zero_to(upper: float, example: str | None = None
       return f'must be in [0, {upper}){hint} got {value}'
     return None
   return check
+
+
+def _noise_scale(value: Any) -> str | None:
+  if isinstance(value, bool) or not isinstance(value, (int, float)):
+    return f'must be a number, got {value!r}'
+  if not math.isfinite(value) or not 0 < value <= MAX_NOISE_SCALE:
+    return f'must be in (0, {MAX_NOISE_SCALE:g}], e.g. 1.25; got {value}'
+  return None
 
 
 def _choice(options: tuple[str, ...]) -> Callable[[Any], str | None]:
@@ -219,6 +228,11 @@ class Config:
   label: int | None = _setting(  # The class to sample (conditional runs only).
       None, 'With --mode=sample on a --conditional run: the class to generate, 0-9 '
       '(default: every class in turn).', _label)
+  noise_scale: float = _setting(
+      1.0, 'With --mode=sample or --mode=export: the standard deviation of the noise the '
+      'generator is given (training uses 1). Above 1 draws more varied images that look '
+      'less real, below 1 the reverse (the truncation trick); see docs/export.md.',
+      _noise_scale)
   # Export mode (gan_jax.export).
   export_dir: str | None = _setting(
       None, 'Where --mode=export writes; default WORKDIR/export. An existing non-empty '

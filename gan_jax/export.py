@@ -132,14 +132,16 @@ def draw(state: train.GANState, run_config: Config, config: Config, classifier
   if run_config.conditional:
     labels = (np.full(n, config.label) if config.label is not None
               else np.arange(n) % datasets.NUM_CLASSES)
-    imgs = train.generate(state, train.sample_noise(key, n, run_config.noise_dim), labels)
+    z = train.sample_noise(key, n, run_config.noise_dim, config.noise_scale)
+    imgs = train.generate(state, z, labels)
     feats, probs = classifier.features_and_probs(imgs)
     return Drawn(imgs, labels.astype(np.int64), probs, feats, n)
   kept: list[tuple[np.ndarray, ...]] = []
   count, generated = 0, 0
   variables = train.sampling_variables(state)  # Once for every round.
   for round_ in range(MAX_DRAWS):
-    z = train.sample_noise(jax.random.fold_in(key, round_), n, run_config.noise_dim)
+    z = train.sample_noise(jax.random.fold_in(key, round_), n, run_config.noise_dim,
+                           config.noise_scale)
     imgs = train.generate(state, z, variables=variables)
     feats, probs = classifier.features_and_probs(imgs)
     sure = np.flatnonzero(probs.max(1) >= config.min_confidence)[:n - count]
@@ -279,6 +281,7 @@ def _manifest(config: Config, run_config: Config, epoch: int, drawn: Drawn, stor
                  'config': run_config.__dict__},
       'classifier': stored.describe(),
       'seed': config.seed,
+      'noise_scale': config.noise_scale,
       'labels': {'method': how, 'min_confidence': config.min_confidence,
                  'generated': drawn.generated,
                  'dropped': drawn.generated - len(drawn.labels),
@@ -355,7 +358,8 @@ def _print_summary(dest: str, manifest: dict[str, Any], seconds: float, log: Log
   q, labels = manifest['quality'], manifest['labels']
   counts = ' '.join(f'{c}:{n}' for c, n in manifest['counts'].items())
   log(f'Exported {manifest["num_images"]:,} images of epoch '
-      f'{manifest["source"]["checkpoint_epoch"]} to {dest} in {seconds:.1f}s')
+      f'{manifest["source"]["checkpoint_epoch"]} to {dest} in {seconds:.1f}s'
+      + (f' (noise scale {manifest["noise_scale"]:g})' if manifest['noise_scale'] != 1 else ''))
   log(f'  labels: {labels["method"]}; per class {counts}'
       + (f'; {labels["dropped"]:,} of {labels["generated"]:,} drawn dropped'
          if labels['dropped'] else ''))

@@ -445,9 +445,9 @@ def generate(state: GANState, z: jax.Array, labels: Any = None, batch_size: int 
   return np.concatenate(out)
 
 
-def sample_noise(key: jax.Array, n: int, noise_dim: int) -> jax.Array:
-  """Standard normal generator input."""
-  return jax.random.normal(key, (n, noise_dim))
+def sample_noise(key: jax.Array, n: int, noise_dim: int, scale: float = 1.0) -> jax.Array:
+  """Normal generator input with standard deviation `scale` (training's: 1)."""
+  return scale * jax.random.normal(key, (n, noise_dim))
 
 
 def make_mesh() -> Mesh:

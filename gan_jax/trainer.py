@@ -937,7 +937,7 @@ def _sample(config: Config, workdir: str, log: Log) -> list[str]:
     raise RunError(f'--sample_dir={sample_dir} is a file; choose a folder')
   state, run_config, epoch = load_latest_run(config, log)
   key = jax.random.fold_in(_keys(config.seed)['sample'], config.num_samples)
-  z = train.sample_noise(key, config.num_samples, run_config.noise_dim)
+  z = train.sample_noise(key, config.num_samples, run_config.noise_dim, config.noise_scale)
   labels, what = None, ''
   if run_config.conditional:
     if config.label is None:  # The classes in turn.
@@ -948,5 +948,7 @@ def _sample(config: Config, workdir: str, log: Log) -> list[str]:
       what = f' of class {config.label} ({name})'
   names = images.save_images(sample_dir, train.generate(state, z, labels),
                              prefix='sample_')
-  log(f'Wrote {len(names)} images{what} from the generator of epoch {epoch} to {sample_dir}')
+  scale = f' (noise scale {config.noise_scale:g})' if config.noise_scale != 1 else ''
+  log(f'Wrote {len(names)} images{what} from the generator of epoch {epoch} to '
+      f'{sample_dir}{scale}')
   return [os.path.join(sample_dir, n) for n in names]

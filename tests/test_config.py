@@ -52,6 +52,8 @@ def test_only_a_conditional_run_keeps_its_class_loss():
     ('dtype', 'float16', 'bfloat16'), ('seed', -1, '2**32'),
     ('class_loss_weight', -1.0, '[0, 100)'), ('class_loss_weight', float('nan'), '[0, 100)'),
     ('mode_seeking', -0.5, '[0, 100)'), ('mode_seeking', 'lots', 'number'),
+    ('noise_scale', 0.0, '(0, 10]'), ('noise_scale', 10.5, '(0, 10]'),
+    ('noise_scale', float('nan'), '(0, 10]'), ('noise_scale', True, 'number'),
 ])
 def test_bad_values_name_the_field_and_what_is_allowed(field, value, words):
   with pytest.raises(ValueError) as e:

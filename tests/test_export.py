@@ -164,6 +164,30 @@ def test_unconditional_export_labels_with_the_classifier_and_drops_unsure_images
   assert not (tmp_path / 'none').exists()
 
 
+def test_noise_scale_draws_the_generator_on_scaled_noise_and_is_recorded(runs, tmp_path):
+  import jax
+  from gan_jax import images, train
+  config = runs['conditional'].replace(num_samples=30, seed=2)
+  plain = export.export_from_run(config.replace(export_dir=str(tmp_path / 'plain')),
+                                 log=_quiet)
+  lines = []
+  wide = export.export_from_run(config.replace(export_dir=str(tmp_path / 'wide'),
+                                               noise_scale=1.5), log=lines.append)
+  assert plain['noise_scale'] == 1 and wide['noise_scale'] == 1.5
+  exported, = [line for line in lines if line.startswith('Exported ')]
+  assert exported.endswith('(noise scale 1.5)')
+  x = {name: np.load(tmp_path / name / 'data.npz') for name in ('plain', 'wide')}
+  assert np.array_equal(x['plain']['y'], x['wide']['y'])
+  assert not np.array_equal(x['plain']['x'], x['wide']['x'])
+  # The same noise, 1.5 times as large, through the generator.
+  state, _, _ = trainer.load_latest_run(config, log=_quiet)
+  key = jax.random.fold_in(trainer._keys(config.seed)['sample'], export._STREAM)
+  z = 1.5 * np.asarray(train.sample_noise(key, 30, state.noise_dim))
+  expected = images.to_uint8(train.generate(state, z, x['wide']['y'].astype(np.int32)))[..., 0]
+  # Equal up to the rounding of one pixel level (float summation order).
+  assert np.abs(expected.astype(int) - x['wide']['x']).max() <= 1
+
+
 def test_an_export_of_one_image_has_no_precision_but_is_written(runs, tmp_path):
   manifest = export.export_from_run(runs['conditional'].replace(
       num_samples=1, export_dir=str(tmp_path / 'one')), log=_quiet)

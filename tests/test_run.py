@@ -65,6 +65,10 @@ BAD_FLAGS = [
     (['--min_confidence=0.5'], '--min_confidence'),
     (['--export_dir=x'], '--export_dir'),
     (['--mode=sample', '--nocas'], '--cas'),
+    (['--mode=sample', '--noise_scale=0'], '--noise_scale'),
+    (['--mode=export', '--noise_scale=11'], '--noise_scale'),
+    (['--mode=sample', '--noise_scale=nan'], '--noise_scale'),
+    (['--noise_scale=1.5'], '--noise_scale'),
 ]
 
 

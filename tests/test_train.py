@@ -153,6 +153,14 @@ def test_training_is_deterministic_given_the_seed():
     np.testing.assert_array_equal(x, y)
 
 
+def test_sample_noise_is_standard_normal_times_its_scale():
+  key = jax.random.PRNGKey(3)
+  z = np.asarray(train.sample_noise(key, 4000, 50))
+  assert abs(z.std() - 1) < 0.02 and abs(z.mean()) < 0.02  # 200,000 draws: 5 sigma.
+  np.testing.assert_allclose(np.asarray(train.sample_noise(key, 4000, 50, 0.5)), 0.5 * z,
+                             rtol=1e-6)
+
+
 def test_generate_in_batches_with_an_uneven_last_batch():
   state = _state('mlp')
   z = jax.random.normal(jax.random.PRNGKey(0), (7, 100))

@@ -206,6 +206,13 @@ def test_sample_mode_writes_n_images_deterministically(tmp_path, mock_data_dir, 
   for p, q in zip(paths, again):
     assert np.array_equal(np.asarray(Image.open(p)), np.asarray(Image.open(q)))
   assert Image.open(paths[0]).size == (28, 28)
+  lines = []
+  narrow = trainer.sample_from_run(config.replace(num_samples=7, noise_scale=0.5,
+                                                  sample_dir=str(tmp_path / 's3')),
+                                   log=lines.append)
+  assert lines[-1].endswith('(noise scale 0.5)')
+  assert not all(np.array_equal(np.asarray(Image.open(p)), np.asarray(Image.open(q)))
+                 for p, q in zip(paths, narrow))
 
 
 def test_conditional_run_grids_a_class_per_row_and_samples_a_requested_class(
