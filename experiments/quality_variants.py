@@ -20,8 +20,10 @@ comma-separated; every other flag is run.py's:
   lrdecay    both learning rates decay linearly to 0 over the run
   r1=G       R1 penalty (Mescheder et al. 2018): G/2 times the mean squared norm of
              the discriminator's gradient on real images, added to its loss
+  Gw=A-B-..  the package's MLP generator with hidden widths A, B, ... (any MLP
+             arch, conditional runs too; the only variant that applies to them)
 
-Applies to --arch=mlp (unconditional); the variants replace its networks.
+The others apply to --arch=mlp (unconditional); they replace its networks.
 """
 
 from __future__ import annotations
@@ -115,6 +117,10 @@ _create_state = train.create_state
 
 
 def make_models(arch, dtype=jnp.float32, num_classes=0):
+  if option('Gw', ''):
+    generator, discriminator = _make_models(arch, dtype, num_classes)
+    widths = tuple(int(w) for w in option('Gw', '').split('-'))
+    return generator.clone(widths=widths), discriminator
   if arch != 'mlp' or num_classes:
     return _make_models(arch, dtype, num_classes)
   conv = any(v.startswith('convD=') for v in VARIANT)

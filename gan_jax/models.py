@@ -109,7 +109,7 @@ class DCGANDiscriminator(nn.Module):
 
 
 class MLPGenerator(nn.Module):
-  """Fully connected generator: noise -> 256 -> 512 -> 1024 -> 784 -> (28, 28, 1).
+  """Fully connected generator: noise -> `widths` (256 -> 512 -> 1024) -> 784 -> (28, 28, 1).
 
   Hidden layers: LeakyReLU(0.2), or with `batch_norm` BatchNorm then ReLU
   (`batch_norm_momentum` as in `DCGANGenerator`). Its sampling statistics
@@ -120,11 +120,12 @@ class MLPGenerator(nn.Module):
   num_classes: int = 0
   batch_norm: bool = False
   batch_norm_momentum: float = 0.9
+  widths: tuple[int, ...] = (256, 512, 1024)
 
   @nn.compact
   def __call__(self, z: Array, labels: Array | None = None, train: bool = True) -> Array:
     x = _with_label(self, z, labels)
-    for i, width in enumerate((256, 512, 1024)):
+    for i, width in enumerate(self.widths):
       x = nn.Dense(width, dtype=self.dtype, name=f'dense{i}')(x)
       if self.batch_norm:
         x = nn.BatchNorm(use_running_average=not train, momentum=self.batch_norm_momentum,
