@@ -19,7 +19,7 @@ DTYPES = ('float32', 'bfloat16')
 MODES = ('train', 'sample', 'export')
 # The adversarial losses (their formulas: train.LOSSES, which a test keeps equal).
 LOSSES = ('ns', 'hinge', 'ls')
-MAX_NOISE_SCALE = 10.0  # --noise_scale's bound: far beyond it every image is saturated.
+MAX_NOISE_SCALE = 10.0  # --noise_scale's upper bound (training's noise has scale 1).
 
 
 def _positive_int(value: Any, maximum: int | None = None) -> str | None:
@@ -231,7 +231,7 @@ class Config:
   noise_scale: float = _setting(
       1.0, 'With --mode=sample or --mode=export: the standard deviation of the noise the '
       'generator is given (training uses 1). Above 1 draws more varied images that look '
-      'less real, below 1 the reverse (the truncation trick); see docs/export.md.',
+      'less real, below 1 the reverse (like the truncation trick); see docs/export.md.',
       _noise_scale)
   # Export mode (gan_jax.export).
   export_dir: str | None = _setting(
