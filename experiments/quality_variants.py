@@ -21,7 +21,10 @@ comma-separated; every other flag is run.py's:
   r1=G       R1 penalty (Mescheder et al. 2018): G/2 times the mean squared norm of
              the discriminator's gradient on real images, added to its loss
   Gw=A-B-..  the package's MLP generator with hidden widths A, B, ... (any MLP
-             arch, conditional runs too; the only variant that applies to them)
+             arch, conditional runs too)
+  convG=W    a slim conv generator beside the arch's discriminator (conditional
+             runs too): Dense 7x7x2W -> BN -> ConvTranspose W 5x5 s2 -> BN ->
+             ConvTranspose 1 5x5 s2 -> tanh, LeakyReLU(0.2) between
 
 The others apply to --arch=mlp (unconditional); they replace its networks.
 """
@@ -100,6 +103,25 @@ class Discriminator(nn.Module):
     return jnp.repeat(nn.Dense(1, name='logit')(x)[:, 0], pack)[:n]
 
 
+class ConvGenerator(nn.Module):
+  standing_stats_images: ClassVar[int] = 10_000
+  dtype: object = jnp.float32
+  num_classes: int = 0
+  batch_norm_momentum: float = 0.9
+
+  @nn.compact
+  def __call__(self, z, labels=None, train=True):
+    w = option('convG', 32)
+    bn = lambda: nn.BatchNorm(use_running_average=not train, momentum=self.batch_norm_momentum)
+    x = models._with_label(self, z, labels)  # pylint: disable=protected-access
+    x = nn.leaky_relu(bn()(nn.Dense(7 * 7 * 2 * w, use_bias=False)(x)), 0.2)
+    x = x.reshape((-1, 7, 7, 2 * w))
+    x = layers.ConvTranspose(w, (5, 5), strides=(2, 2), padding='SAME', use_bias=False)(x)
+    x = nn.leaky_relu(bn()(x), 0.2)
+    x = layers.ConvTranspose(1, (5, 5), strides=(2, 2), padding='SAME')(x)
+    return jnp.tanh(x.astype(jnp.float32))
+
+
 class ConvDiscriminator(nn.Module):
   dtype: object = jnp.float32
   num_classes: int = 0
@@ -117,6 +139,9 @@ _create_state = train.create_state
 
 
 def make_models(arch, dtype=jnp.float32, num_classes=0):
+  if option('convG', 0):
+    _, discriminator = _make_models(arch, dtype, num_classes)
+    return ConvGenerator(num_classes=num_classes), discriminator
   if option('Gw', ''):
     generator, discriminator = _make_models(arch, dtype, num_classes)
     widths = tuple(int(w) for w in option('Gw', '').split('-'))
