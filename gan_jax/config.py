@@ -42,12 +42,15 @@ def _non_negative_int(value: Any) -> str | None:
   return None
 
 
-def _learning_rate(value: Any) -> str | None:
-  if isinstance(value, bool) or not isinstance(value, (int, float)):
-    return f'must be a number, got {value!r}'
-  if not math.isfinite(value) or not 0 < value <= 1:
-    return f'must be a number in (0, 1], e.g. 0.0002; got {value}'
-  return None
+def _above_zero_to(upper: float, example: str) -> Callable[[Any], str | None]:
+  """A rule for a finite number in (0, upper]."""
+  def check(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+      return f'must be a number, got {value!r}'
+    if not math.isfinite(value) or not 0 < value <= upper:
+      return f'must be a number in (0, {upper:g}], e.g. {example}; got {value}'
+    return None
+  return check
 
 
 def _in_zero_to(upper: float, example: str | None = None
@@ -62,14 +65,6 @@ def _in_zero_to(upper: float, example: str | None = None
       return f'must be in [0, {upper}){hint} got {value}'
     return None
   return check
-
-
-def _noise_scale(value: Any) -> str | None:
-  if isinstance(value, bool) or not isinstance(value, (int, float)):
-    return f'must be a number, got {value!r}'
-  if not math.isfinite(value) or not 0 < value <= MAX_NOISE_SCALE:
-    return f'must be in (0, {MAX_NOISE_SCALE:g}], e.g. 1.25; got {value}'
-  return None
 
 
 def _choice(options: tuple[str, ...]) -> Callable[[Any], str | None]:
@@ -169,7 +164,8 @@ class Config:
                             _int_at_most(4096), resume=True,
                             prompt='Noise dimension')
   learning_rate: float = _setting(4e-4, 'Adam learning rate of both networks.',
-                                  _learning_rate, resume=True, prompt='Learning rate')
+                                  _above_zero_to(1, example='0.0002'), resume=True,
+                                  prompt='Learning rate')
   beta1: float = _setting(0.5, 'Adam beta1 of both networks, in [0, 1).', _in_zero_to(1),
                           resume=True)
   ema_decay: float = _setting(
@@ -232,7 +228,7 @@ class Config:
       1.0, 'With --mode=sample or --mode=export: the standard deviation of the noise the '
       'generator is given (training uses 1). Above 1 draws more varied images that look '
       'less real, below 1 the reverse (like the truncation trick); see docs/export.md.',
-      _noise_scale)
+      _above_zero_to(MAX_NOISE_SCALE, example='1.25'))
   # Export mode (gan_jax.export).
   export_dir: str | None = _setting(
       None, 'Where --mode=export writes; default WORKDIR/export. An existing non-empty '

@@ -359,7 +359,7 @@ def _print_summary(dest: str, manifest: dict[str, Any], seconds: float, log: Log
   counts = ' '.join(f'{c}:{n}' for c, n in manifest['counts'].items())
   log(f'Exported {manifest["num_images"]:,} images of epoch '
       f'{manifest["source"]["checkpoint_epoch"]} to {dest} in {seconds:.1f}s'
-      + (f' (noise scale {manifest["noise_scale"]:g})' if manifest['noise_scale'] != 1 else ''))
+      + trainer.noise_scale_text(manifest['noise_scale']))
   log(f'  labels: {labels["method"]}; per class {counts}'
       + (f'; {labels["dropped"]:,} of {labels["generated"]:,} drawn dropped'
          if labels['dropped'] else ''))

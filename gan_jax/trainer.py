@@ -930,6 +930,11 @@ def load_latest_run(config: Config, log: Log = print
   return restored['gan'], run_config, epoch
 
 
+def noise_scale_text(scale: float) -> str:
+  """' (noise scale 1.25)' after a line about images drawn with --noise_scale; '' at 1."""
+  return f' (noise scale {scale:g})' if scale != 1 else ''
+
+
 def _sample(config: Config, workdir: str, log: Log) -> list[str]:
   """`sample_from_run` once the workdir is held."""
   sample_dir = os.path.abspath(config.sample_dir or os.path.join(workdir, 'samples'))
@@ -948,7 +953,6 @@ def _sample(config: Config, workdir: str, log: Log) -> list[str]:
       what = f' of class {config.label} ({name})'
   names = images.save_images(sample_dir, train.generate(state, z, labels),
                              prefix='sample_')
-  scale = f' (noise scale {config.noise_scale:g})' if config.noise_scale != 1 else ''
   log(f'Wrote {len(names)} images{what} from the generator of epoch {epoch} to '
-      f'{sample_dir}{scale}')
+      f'{sample_dir}{noise_scale_text(config.noise_scale)}')
   return [os.path.join(sample_dir, n) for n in names]
