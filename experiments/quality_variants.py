@@ -16,6 +16,8 @@ comma-separated; every other flag is run.py's:
   pack=M     PacGAN (Lin et al. 2018): the MLP discriminator judges M images of one
              kind (real or generated) at once, each getting their pack's logit
   convD=W    a conv discriminator: Conv W 4x4 s2 -> Conv 2W 4x4 s2 -> Dense
+             (conditional runs: any arch, with the package's projection and
+             class head)
   glr=X,dlr=Y  separate Adam learning rates for G and D (TTUR)
   lrdecay    both learning rates decay linearly to 0 over the run
   r1=G       R1 penalty (Mescheder et al. 2018): G/2 times the mean squared norm of
@@ -131,6 +133,8 @@ class ConvDiscriminator(nn.Module):
     w = option('convD', 32)
     x = nn.leaky_relu(layers.Conv(w, (4, 4), strides=(2, 2))(x), 0.2)
     x = nn.leaky_relu(layers.Conv(2 * w, (4, 4), strides=(2, 2))(x), 0.2)
+    if self.num_classes:  # The package's logit, projection and class head.
+      return models._logit(self, x.reshape((x.shape[0], -1)), labels)  # pylint: disable=protected-access
     return nn.Dense(1)(x.reshape((x.shape[0], -1)))[:, 0]
 
 
@@ -139,15 +143,15 @@ _create_state = train.create_state
 
 
 def make_models(arch, dtype=jnp.float32, num_classes=0):
-  if option('convG', 0):
-    _, discriminator = _make_models(arch, dtype, num_classes)
-    return ConvGenerator(num_classes=num_classes), discriminator
-  if option('Gw', ''):
+  if arch != 'mlp' or num_classes or option('convG', 0) or option('Gw', ''):
     generator, discriminator = _make_models(arch, dtype, num_classes)
-    widths = tuple(int(w) for w in option('Gw', '').split('-'))
-    return generator.clone(widths=widths), discriminator
-  if arch != 'mlp' or num_classes:
-    return _make_models(arch, dtype, num_classes)
+    if option('convG', 0):
+      generator = ConvGenerator(num_classes=num_classes)
+    if option('Gw', ''):
+      generator = generator.clone(widths=tuple(int(w) for w in option('Gw', '').split('-')))
+    if num_classes and option('convD', 0):
+      discriminator = ConvDiscriminator(num_classes=num_classes)
+    return generator, discriminator
   conv = any(v.startswith('convD=') for v in VARIANT)
   return Generator(), ConvDiscriminator() if conv else Discriminator()
 
