@@ -152,8 +152,7 @@ def make_models(arch, dtype=jnp.float32, num_classes=0):
     if num_classes and option('convD', 0):
       discriminator = ConvDiscriminator(num_classes=num_classes)
     return generator, discriminator
-  conv = any(v.startswith('convD=') for v in VARIANT)
-  return Generator(), ConvDiscriminator() if conv else Discriminator()
+  return Generator(), ConvDiscriminator() if option('convD', 0) else Discriminator()
 
 
 def create_state(config, rng):
