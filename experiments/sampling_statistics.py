@@ -36,7 +36,7 @@ import jax  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 from PIL import Image  # pylint: disable=g-import-not-at-top
 
-from gan_jax import checkpoints, datasets, input_pipeline, quality, train, trainer  # pylint: disable=g-import-not-at-top
+from gan_jax import datasets, input_pipeline, quality, train, trainer  # pylint: disable=g-import-not-at-top
 from gan_jax.config import Config  # pylint: disable=g-import-not-at-top
 
 
@@ -47,17 +47,6 @@ def with_batch_statistics(state: train.GANState, z: np.ndarray, labels: np.ndarr
       state.generator, state.sampling_params, z, y)[0])
   return np.concatenate([np.asarray(generate(z[i:i + batch_size], labels[i:i + batch_size]))
                          for i in range(0, len(z), batch_size)])
-
-
-def restore(workdir: str) -> tuple[Config, train.GANState, int]:
-  manager = checkpoints.make_manager(workdir, create=False)
-  epoch = manager.latest_step()
-  meta = checkpoints.read_meta(manager, epoch)
-  config = Config(**{k: v for k, v in meta['config'].items() if k in Config.__dataclass_fields__})
-  fresh = trainer._initial_progress(config, trainer._keys(config.seed))  # pylint: disable=protected-access
-  restored, _ = checkpoints.restore(manager, epoch,
-                                    trainer.checkpoint_tree(fresh.state, fresh.fixed_noise))
-  return config, restored['gan'], epoch
 
 
 def sample_mode(config: Config, **flags) -> np.ndarray:
@@ -75,7 +64,7 @@ def main() -> None:
   parser.add_argument('--draws', type=int, default=1, help='evaluation draws of the FD and '
                       'IS (draw d > 0 folds 1000 * d into the evaluation key)')
   args = parser.parse_args()
-  run_config, state, epoch = restore(args.workdir)
+  state, run_config, epoch = trainer.load_latest_run(Config(workdir=args.workdir))
   data_dir = input_pipeline.resolve_data_dir(args.data_dir or run_config.data_dir)
   evaluator = trainer._Evaluator(run_config.replace(data_dir=data_dir), print)  # pylint: disable=protected-access
   n = run_config.eval_samples
