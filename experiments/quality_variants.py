@@ -28,7 +28,22 @@ comma-separated; every other flag is run.py's:
              runs too): Dense 7x7x2W -> BN -> ConvTranspose W 5x5 s2 -> BN ->
              ConvTranspose 1 5x5 s2 -> tanh, LeakyReLU(0.2) between
 
-The others apply to --arch=mlp (unconditional); they replace its networks.
+Those above not marked otherwise apply to --arch=mlp (unconditional); they
+replace its networks. These four change the package's networks (conditional
+runs, or an --arch other than mlp) and were tried on conditional runs:
+  snD        spectral normalization (Miyato et al. 2018) of the MLP
+             discriminator's hidden and logit layers (the projection and class
+             head are the package's)
+  msD        the mode-seeking term on the discriminator's last hidden features
+             instead of pixels
+  tac        TAC-GAN (Gong et al. 2019, "Twin Auxiliary Classifiers GAN"): a
+             twin class head on the discriminator's features learns the class
+             of generated images, and the generator subtracts its loss from the
+             auxiliary classifier's, so that it matches each class's
+             distribution instead of drawing only its most easily classified
+             images (both weighted --class_loss_weight)
+  labelG     the conditional MLP generator takes the label's embedding at every
+             hidden layer's input, not only beside the noise
 """
 
 from __future__ import annotations
@@ -138,6 +153,85 @@ class ConvDiscriminator(nn.Module):
     return nn.Dense(1)(x.reshape((x.shape[0], -1)))[:, 0]
 
 
+def _spectral_norm(kernel, iterations=10):
+  """`kernel` (in, out) over its largest singular value, estimated by power
+  iteration from a fixed vector (no state kept between steps)."""
+  u = jax.random.normal(jax.random.PRNGKey(0), (kernel.shape[1],), kernel.dtype)
+  w = jax.lax.stop_gradient(kernel)
+  for _ in range(iterations):
+    v = w @ u
+    v /= jnp.linalg.norm(v) + 1e-12
+    u = (v[None] @ w)[0]  # v @ w: XLA:CPU runs this form ~10x faster than w.T @ v.
+    u /= jnp.linalg.norm(u) + 1e-12
+  return kernel / (v @ kernel @ u)
+
+
+class SNDense(nn.Module):
+  features: int
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = self.param('kernel', nn.initializers.lecun_normal(), (x.shape[-1], self.features))
+    bias = self.param('bias', nn.initializers.zeros, (self.features,))
+    return x @ _spectral_norm(kernel) + bias
+
+
+class SNDiscriminator(nn.Module):
+  """The package's MLP discriminator with spectrally normalized layers."""
+  dtype: object = jnp.float32
+  num_classes: int = 0
+  widths: tuple = (512, 256)
+
+  @nn.compact
+  def __call__(self, x, labels=None, train=True):
+    h = x.reshape((x.shape[0], -1))
+    for i, w in enumerate(self.widths):
+      h = nn.leaky_relu(SNDense(w, name=f'dense{i}')(h), 0.2)
+    logit = SNDense(1, name='logit')(h)[:, 0]
+    if not self.num_classes:
+      return logit
+    embedding = nn.Embed(self.num_classes, h.shape[-1], name='label_projection',
+                         embedding_init=nn.initializers.normal(h.shape[-1] ** -0.5))
+    logit += jnp.sum(embedding(labels) * h, axis=-1)
+    return logit, nn.Dense(self.num_classes, name='class_logits')(h)
+
+
+class LabelEveryLayerGenerator(nn.Module):
+  """The package's MLP generator (no BatchNorm) with the label embedding
+  appended to the input of every layer."""
+  standing_stats_images: ClassVar[int] = models.MLPGenerator.standing_stats_images
+  dtype: object = jnp.float32
+  num_classes: int = 0
+  batch_norm_momentum: float = 0.9
+  widths: tuple = (256, 512, 1024)
+
+  @nn.compact
+  def __call__(self, z, labels=None, train=True):
+    e = nn.Embed(self.num_classes, models.LABEL_EMBEDDING, name='label_embedding')(labels)
+    x = z
+    for i, w in enumerate(self.widths):
+      x = nn.leaky_relu(nn.Dense(w, name=f'dense{i}')(jnp.concatenate([x, e], -1)), 0.2)
+    x = nn.Dense(28 * 28, name='out')(jnp.concatenate([x, e], -1))
+    return jnp.tanh(x).reshape((-1, 28, 28, 1))
+
+
+class TACDiscriminator(nn.Module):
+  """The package's MLP discriminator with a twin class head: its class logits
+  are (B, 2C), the auxiliary classifier's then the twin's."""
+  dtype: object = jnp.float32
+  num_classes: int = 0
+  widths: tuple = (512, 256)
+
+  @nn.compact
+  def __call__(self, x, labels=None, train=True):
+    h = x.reshape((x.shape[0], -1))
+    for i, w in enumerate(self.widths):
+      h = nn.leaky_relu(nn.Dense(w, name=f'dense{i}')(h), 0.2)
+    logit, class_logits = models._logit(self, h, labels)  # pylint: disable=protected-access
+    twin = nn.Dense(self.num_classes, name='twin_logits')(h)
+    return logit, jnp.concatenate([class_logits, twin], axis=-1)
+
+
 _make_models = models.make_models
 _create_state = train.create_state
 
@@ -151,6 +245,12 @@ def make_models(arch, dtype=jnp.float32, num_classes=0):
       generator = generator.clone(widths=tuple(int(w) for w in option('Gw', '').split('-')))
     if num_classes and option('convD', 0):
       discriminator = ConvDiscriminator(num_classes=num_classes)
+    if 'labelG' in VARIANT and num_classes:
+      generator = LabelEveryLayerGenerator(num_classes=num_classes)
+    if 'tac' in VARIANT:
+      discriminator = TACDiscriminator(num_classes=num_classes, widths=discriminator.widths)
+    if 'snD' in VARIANT:
+      discriminator = SNDiscriminator(num_classes=num_classes, widths=discriminator.widths)
     return generator, discriminator
   return Generator(), ConvDiscriminator() if option('convD', 0) else Discriminator()
 
@@ -172,7 +272,10 @@ _discriminator_update = train._discriminator_update  # pylint: disable=protected
 
 
 def discriminator_update(state, batch, fake, fake_labels, rng):
-  """train._discriminator_update with the R1 penalty in its loss."""
+  """train._discriminator_update with the R1 penalty in its loss, or the `tac`
+  variant's."""
+  if 'tac' in VARIANT:
+    return tac_discriminator_update(state, batch, fake, fake_labels, rng)
   gamma = option('r1', 0.0)
   if not gamma or state.num_classes:
     return _discriminator_update(state, batch, fake, fake_labels, rng)
@@ -199,9 +302,80 @@ def discriminator_update(state, batch, fake, fake_labels, rng):
           {'d_loss': loss, 'd_acc': accuracy})
 
 
+def tac_discriminator_update(state, batch, fake, fake_labels, rng):
+  """train._discriminator_update with the twin head learning the generated
+  images' classes."""
+  n = batch['image'].shape[0]
+  images = jnp.concatenate([batch['image'], jax.lax.stop_gradient(fake)])
+  labels = jnp.concatenate([batch['label'], fake_labels])
+  d = state.discriminator
+  c = state.num_classes
+
+  def loss_fn(params):
+    logits, class_logits = train._discriminate(state, params, images, labels,  # pylint: disable=protected-access
+                                               jax.random.fold_in(rng, 1))
+    real, fake_logits = logits[:n], logits[n:]
+    loss = train.LOSSES[state.loss].discriminator(real, fake_logits, 1.0 - state.label_smoothing)
+    loss += state.class_loss_weight * (train.class_loss(class_logits[:n, :c], batch['label'])
+                                       + train.class_loss(class_logits[n:, c:], fake_labels))
+    return loss, (real, fake_logits)
+
+  (loss, (real, fake_logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(d.params)
+  accuracy = 0.5 * (jnp.mean(real > 0) + jnp.mean(fake_logits < 0))
+  return (state.replace(discriminator=d.apply_gradients(grads=grads)),
+          {'d_loss': loss, 'd_acc': accuracy})
+
+
+_fooling_loss = train._fooling_loss  # pylint: disable=protected-access
+
+
+def tac_fooling_loss(state, fake, z, labels, rng):
+  """train._fooling_loss with the twin head's class loss subtracted."""
+  c = state.num_classes
+  logits, class_logits = train._discriminate(state, state.discriminator.params, fake,  # pylint: disable=protected-access
+                                             labels, jax.random.fold_in(rng, 2))
+  loss = train.LOSSES[state.loss].generator(logits)
+  loss += state.class_loss_weight * (train.class_loss(class_logits[:, :c], labels)
+                                     - train.class_loss(class_logits[:, c:], labels))
+  if state.mode_seeking:
+    loss += state.mode_seeking * train.mode_seeking_loss(fake, z)
+  return loss
+
+
+def feature_mode_seeking_fooling_loss(state, fake, z, labels, rng):
+  """train._fooling_loss with the mode-seeking term on the discriminator's last
+  hidden features (before the activation), each feature's distance measured in
+  units of the batch's mean absolute feature, so weights compare with pixels'."""
+  last = f'dense{len(state.discriminator.apply_fn.__self__.widths) - 1}'
+  out, inter = state.discriminator.apply_fn(
+      {'params': state.discriminator.params}, fake, labels, train=True,
+      rngs={'dropout': jax.random.fold_in(rng, 2)}, mutable=['intermediates'],
+      capture_intermediates=lambda mdl, _: mdl.name == last)
+  logits, class_logits = out if state.num_classes else (out, None)
+  h = inter['intermediates'][last]['__call__'][0]
+  loss = train.LOSSES[state.loss].generator(logits)
+  if state.class_loss_weight:
+    loss += state.class_loss_weight * train.class_loss(class_logits, labels)
+  half = h.shape[0] // 2
+  scale = jax.lax.stop_gradient(jnp.mean(jnp.abs(h))) + 1e-8
+  features = jnp.mean(jnp.abs(h[:half] - h[half:2 * half]), axis=1) / scale
+  noise = jnp.mean(jnp.abs(z[:half] - z[half:2 * half]), axis=1)
+  return loss + state.mode_seeking / (jnp.mean(features / noise) + 1e-5)
+
+
+def fooling_loss(state, fake, z, labels, rng):
+  """train._fooling_loss, or the `tac` or `msD` variant's."""
+  if 'tac' in VARIANT:
+    return tac_fooling_loss(state, fake, z, labels, rng)
+  if 'msD' in VARIANT and state.mode_seeking:
+    return feature_mode_seeking_fooling_loss(state, fake, z, labels, rng)
+  return _fooling_loss(state, fake, z, labels, rng)
+
+
 models.make_models = make_models
 train.create_state = create_state
 train._discriminator_update = discriminator_update  # pylint: disable=protected-access
+train._fooling_loss = fooling_loss  # pylint: disable=protected-access
 
 if __name__ == '__main__':
   cli.run()
