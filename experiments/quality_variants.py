@@ -29,7 +29,7 @@ comma-separated; every other flag is run.py's:
              ConvTranspose 1 5x5 s2 -> tanh, LeakyReLU(0.2) between
 
 Those above not marked otherwise apply to --arch=mlp (unconditional); they
-replace its networks. These four change the package's networks (conditional
+replace its networks. These five change the package's networks (conditional
 runs, or an --arch other than mlp) and were tried on conditional runs:
   snD        spectral normalization (Miyato et al. 2018) of the MLP
              discriminator's hidden and logit layers (the projection and class
@@ -44,6 +44,9 @@ runs, or an --arch other than mlp) and were tried on conditional runs:
              images (both weighted --class_loss_weight)
   labelG     the conditional MLP generator takes the label's embedding at every
              hidden layer's input, not only beside the noise
+  resG=W     the MLP generator plus a conv branch from its last hidden layer
+             (Dense 7x7xW -> ConvTranspose W/2 5x5 s2 -> ConvTranspose 1 5x5
+             s2, LeakyReLU(0.2) between) added to its output before the tanh
 """
 
 from __future__ import annotations
@@ -215,6 +218,28 @@ class LabelEveryLayerGenerator(nn.Module):
     return jnp.tanh(x).reshape((-1, 28, 28, 1))
 
 
+class MLPConvGenerator(nn.Module):
+  """The package's MLP generator (no BatchNorm) with a conv branch from its
+  last hidden layer added to its output before the tanh."""
+  standing_stats_images: ClassVar[int] = models.MLPGenerator.standing_stats_images
+  dtype: object = jnp.float32
+  num_classes: int = 0
+  batch_norm_momentum: float = 0.9
+  widths: tuple = (256, 512, 1024)
+
+  @nn.compact
+  def __call__(self, z, labels=None, train=True):
+    w = option('resG', 32)
+    x = models._with_label(self, z, labels)  # pylint: disable=protected-access
+    for i, width in enumerate(self.widths):
+      x = nn.leaky_relu(nn.Dense(width, name=f'dense{i}')(x), 0.2)
+    out = nn.Dense(28 * 28, name='out')(x).reshape((-1, 28, 28, 1))
+    y = nn.leaky_relu(nn.Dense(7 * 7 * w, name='branch')(x), 0.2).reshape((-1, 7, 7, w))
+    y = nn.leaky_relu(layers.ConvTranspose(w // 2, (5, 5), strides=(2, 2), padding='SAME')(y), 0.2)
+    y = layers.ConvTranspose(1, (5, 5), strides=(2, 2), padding='SAME')(y)
+    return jnp.tanh(out + y)
+
+
 class TACDiscriminator(nn.Module):
   """The package's MLP discriminator with a twin class head: its class logits
   are (B, 2C), the auxiliary classifier's then the twin's."""
@@ -245,6 +270,8 @@ def make_models(arch, dtype=jnp.float32, num_classes=0):
       generator = generator.clone(widths=tuple(int(w) for w in option('Gw', '').split('-')))
     if num_classes and option('convD', 0):
       discriminator = ConvDiscriminator(num_classes=num_classes)
+    if option('resG', 0):
+      generator = MLPConvGenerator(num_classes=num_classes)
     if 'labelG' in VARIANT and num_classes:
       generator = LabelEveryLayerGenerator(num_classes=num_classes)
     if 'tac' in VARIANT:
