@@ -179,6 +179,15 @@ class SNDense(nn.Module):
     return x @ _spectral_norm(kernel) + bias
 
 
+def _hidden_features(x, widths, dense=nn.Dense):
+  """The MLP discriminator's hidden layers (`dense{i}`, LeakyReLU 0.2) on
+  images x; called inside a compact module, which owns the layers."""
+  h = x.reshape((x.shape[0], -1))
+  for i, w in enumerate(widths):
+    h = nn.leaky_relu(dense(w, name=f'dense{i}')(h), 0.2)
+  return h
+
+
 class SNDiscriminator(nn.Module):
   """The package's MLP discriminator with spectrally normalized layers."""
   dtype: object = jnp.float32
@@ -187,9 +196,7 @@ class SNDiscriminator(nn.Module):
 
   @nn.compact
   def __call__(self, x, labels=None, train=True):
-    h = x.reshape((x.shape[0], -1))
-    for i, w in enumerate(self.widths):
-      h = nn.leaky_relu(SNDense(w, name=f'dense{i}')(h), 0.2)
+    h = _hidden_features(x, self.widths, SNDense)
     logit = SNDense(1, name='logit')(h)[:, 0]
     if not self.num_classes:
       return logit
@@ -249,9 +256,7 @@ class TACDiscriminator(nn.Module):
 
   @nn.compact
   def __call__(self, x, labels=None, train=True):
-    h = x.reshape((x.shape[0], -1))
-    for i, w in enumerate(self.widths):
-      h = nn.leaky_relu(nn.Dense(w, name=f'dense{i}')(h), 0.2)
+    h = _hidden_features(x, self.widths)
     logit, class_logits = models._logit(self, h, labels)  # pylint: disable=protected-access
     twin = nn.Dense(self.num_classes, name='twin_logits')(h)
     return logit, jnp.concatenate([class_logits, twin], axis=-1)
@@ -298,59 +303,51 @@ def create_state(config, rng):
 _discriminator_update = train._discriminator_update  # pylint: disable=protected-access
 
 
-def discriminator_update(state, batch, fake, fake_labels, rng):
-  """train._discriminator_update with the R1 penalty in its loss, or the `tac`
-  variant's."""
-  if 'tac' in VARIANT:
-    return tac_discriminator_update(state, batch, fake, fake_labels, rng)
-  gamma = option('r1', 0.0)
-  if not gamma or state.num_classes:
-    return _discriminator_update(state, batch, fake, fake_labels, rng)
+def _update_discriminator(state, batch, fake, fake_labels, rng, extra_loss):
+  """train._discriminator_update's adversarial loss plus `extra_loss(params,
+  class_logits)` (in place of its class loss), the same update and metrics."""
   n = batch['image'].shape[0]
   images = jnp.concatenate([batch['image'], jax.lax.stop_gradient(fake)])
   labels = jnp.concatenate([batch['label'], fake_labels])
   d = state.discriminator
-  discriminate = train._discriminate  # pylint: disable=protected-access
-
-  def loss_fn(params):
-    logits, _ = discriminate(state, params, images, labels, jax.random.fold_in(rng, 1))
-    real, fake_logits = logits[:n], logits[n:]
-    loss = train.LOSSES[state.loss].discriminator(real, fake_logits,
-                                                  1.0 - state.label_smoothing)
-    grads = jax.grad(lambda x: discriminate(state, params, x, batch['label'],
-                                            jax.random.fold_in(rng, 1))[0].sum())(
-                                                batch['image'])
-    loss += 0.5 * gamma * jnp.mean(jnp.sum(grads ** 2, axis=(1, 2, 3)))
-    return loss, (real, fake_logits)
-
-  (loss, (real, fake_logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(d.params)
-  accuracy = 0.5 * (jnp.mean(real > 0) + jnp.mean(fake_logits < 0))
-  return (state.replace(discriminator=d.apply_gradients(grads=grads)),
-          {'d_loss': loss, 'd_acc': accuracy})
-
-
-def tac_discriminator_update(state, batch, fake, fake_labels, rng):
-  """train._discriminator_update with the twin head learning the generated
-  images' classes."""
-  n = batch['image'].shape[0]
-  images = jnp.concatenate([batch['image'], jax.lax.stop_gradient(fake)])
-  labels = jnp.concatenate([batch['label'], fake_labels])
-  d = state.discriminator
-  c = state.num_classes
 
   def loss_fn(params):
     logits, class_logits = train._discriminate(state, params, images, labels,  # pylint: disable=protected-access
                                                jax.random.fold_in(rng, 1))
     real, fake_logits = logits[:n], logits[n:]
     loss = train.LOSSES[state.loss].discriminator(real, fake_logits, 1.0 - state.label_smoothing)
-    loss += state.class_loss_weight * (train.class_loss(class_logits[:n, :c], batch['label'])
-                                       + train.class_loss(class_logits[n:, c:], fake_labels))
+    loss += extra_loss(params, class_logits)
     return loss, (real, fake_logits)
 
   (loss, (real, fake_logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(d.params)
   accuracy = 0.5 * (jnp.mean(real > 0) + jnp.mean(fake_logits < 0))
   return (state.replace(discriminator=d.apply_gradients(grads=grads)),
           {'d_loss': loss, 'd_acc': accuracy})
+
+
+def discriminator_update(state, batch, fake, fake_labels, rng):
+  """train._discriminator_update, with the R1 penalty in its loss (`r1`,
+  unconditional runs) or the twin head learning the generated images' classes
+  (`tac`)."""
+  n = batch['image'].shape[0]
+  if 'tac' in VARIANT:
+    c = state.num_classes
+    return _update_discriminator(
+        state, batch, fake, fake_labels, rng,
+        lambda params, class_logits: state.class_loss_weight * (
+            train.class_loss(class_logits[:n, :c], batch['label'])
+            + train.class_loss(class_logits[n:, c:], fake_labels)))
+  gamma = option('r1', 0.0)
+  if not gamma or state.num_classes:
+    return _discriminator_update(state, batch, fake, fake_labels, rng)
+
+  def r1_penalty(params, class_logits):
+    del class_logits
+    grads = jax.grad(lambda x: train._discriminate(  # pylint: disable=protected-access
+        state, params, x, batch['label'], jax.random.fold_in(rng, 1))[0].sum())(batch['image'])
+    return 0.5 * gamma * jnp.mean(jnp.sum(grads ** 2, axis=(1, 2, 3)))
+
+  return _update_discriminator(state, batch, fake, fake_labels, rng, r1_penalty)
 
 
 _fooling_loss = train._fooling_loss  # pylint: disable=protected-access
