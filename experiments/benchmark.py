@@ -12,7 +12,7 @@ where the FLOPs come from XLA's cost analysis of the compiled step.
 
 Usage:
   python experiments/benchmark.py --arch=dcgan --batch_size=256 --steps=20 \\
-      [--dtype=float32|bfloat16]
+      [--dtype=float32|bfloat16] [--dataset=fashion --conditional --reconstruction=W]
 Like run.py it adds gan_jax.xla_setup.CPU_FLAGS to XLA_FLAGS (--plain_xla: don't);
 other XLA flags can be tried by setting XLA_FLAGS in the environment.
 """
@@ -47,12 +47,17 @@ def main() -> None:
   p.add_argument('--steps', type=int, default=20)
   p.add_argument('--warmup', type=int, default=2)
   p.add_argument('--dtype', choices=('float32', 'bfloat16'), default='float32')
+  p.add_argument('--dataset', default='mnist', help="whose per-dataset defaults apply")
+  p.add_argument('--conditional', action='store_true')
+  p.add_argument('--reconstruction', type=float, default=None,
+                 help="run.py's --reconstruction (default: the dataset's)")
   p.add_argument('--plain_xla', action='store_true',
                  help="don't add run.py's XLA:CPU flags (gan_jax/xla_setup.py)")
   args = p.parse_args()
 
-  config = config_lib.Config(arch=args.arch, batch_size=args.batch_size,
-                             dtype=args.dtype)
+  config = config_lib.Config(arch=args.arch, batch_size=args.batch_size, dtype=args.dtype,
+                             dataset=args.dataset, conditional=args.conditional,
+                             reconstruction=args.reconstruction)
   state = train.create_state(config, jax.random.PRNGKey(0))
   images = {'image': jax.random.uniform(jax.random.PRNGKey(1),
                                        (args.batch_size,) + datasets.IMAGE_SHAPE,
@@ -91,6 +96,9 @@ def main() -> None:
         f'last metrics {losses}', file=sys.stderr)
   print(json.dumps({
       'arch': args.arch,
+      'dataset': args.dataset,
+      'conditional': args.conditional,
+      'reconstruction': state.reconstruction,
       'batch_size': args.batch_size,
       'dtype': args.dtype,
       'devices': [str(d) for d in jax.devices()],

@@ -47,12 +47,6 @@ runs, or an --arch other than mlp) and were tried on conditional runs:
   resG=W     the MLP generator plus a conv branch from its last hidden layer
              (Dense 7x7xW -> ConvTranspose W/2 5x5 s2 -> ConvTranspose 1 5x5
              s2, LeakyReLU(0.2) between) added to its output before the tanh
-  recon=W    MDGAN's manifold step (Che et al. 2017, "Mode Regularized GANs"):
-             an encoder (784 + one-hot label -> 512 -> 256 -> noise) trained
-             with the generator, which adds W times the mean squared pixel
-             error of G(E(x), y) on each real batch to its loss, so that every
-             real image has a code; the codes' batch mean and variance are
-             pulled to the noise's 0 and 1 so that they are codes the noise draws
 """
 
 from __future__ import annotations
@@ -253,65 +247,6 @@ class MLPConvGenerator(nn.Module):
     return jnp.tanh(out + y)
 
 
-class EncodingGenerator(nn.Module):
-  """The package's MLP generator (no BatchNorm) and an encoder of real images
-  into its noise, whose parameters the generator's optimizer also updates."""
-  standing_stats_images: ClassVar[int] = models.MLPGenerator.standing_stats_images
-  dtype: object = jnp.float32
-  num_classes: int = 0
-  batch_norm_momentum: float = 0.9
-  noise_dim: int = 100
-
-  def setup(self):
-    self.generator = models.MLPGenerator(num_classes=self.num_classes)
-    self.encoder = [nn.Dense(512), nn.Dense(256), nn.Dense(self.noise_dim)]
-
-  def encode(self, x, labels):
-    h = jnp.concatenate([x.reshape((x.shape[0], -1)),
-                         jax.nn.one_hot(labels, self.num_classes)], -1)
-    for layer in self.encoder[:-1]:
-      h = nn.leaky_relu(layer(h), 0.2)
-    return self.encoder[-1](h)
-
-  def __call__(self, z, labels=None, train=True):
-    if self.is_initializing():
-      self.encode(jnp.zeros((z.shape[0], 28, 28, 1)), labels)
-    return self.generator(z, labels, train)
-
-  def reconstruct(self, x, labels):
-    """G(E(x), y) and the codes E(x)."""
-    codes = self.encode(x, labels)
-    return self.generator(codes, labels, False), codes
-
-
-def reconstruction_loss(params, g, batch):
-  """The manifold step's loss: pixel error of G(E(x), y), plus the codes'
-  batch mean and variance against the noise's."""
-  rebuilt, codes = g.apply_fn({'params': params}, batch['image'], batch['label'],
-                              method=EncodingGenerator.reconstruct)
-  moments = jnp.mean(jnp.mean(codes, 0) ** 2) + jnp.mean((jnp.var(codes, 0) - 1) ** 2)
-  return jnp.mean((rebuilt - batch['image']) ** 2) + moments
-
-
-def reconstructing_train_step(state, batch, rng):
-  """train.train_step with `recon` times the reconstruction loss's gradient
-  added to the generator's."""
-  g = state.generator
-  z = train._noise(state, rng, batch['image'].shape[0])  # pylint: disable=protected-access
-  labels = train.generator_labels(state, batch['label'])
-  fake, pull_back, batch_stats = jax.vjp(
-      lambda params: train._generate_train(g, params, z, labels), g.params, has_aux=True)  # pylint: disable=protected-access
-  state, d_metrics = train._discriminator_update(state, batch, fake, labels, rng)  # pylint: disable=protected-access
-  g_loss, d_fake = jax.value_and_grad(train._fooling_loss, argnums=1)(  # pylint: disable=protected-access
-      state, fake, z, labels, rng)
-  (grads,) = pull_back(d_fake)
-  rebuilt = jax.grad(reconstruction_loss)(g.params, g, batch)
-  weight = option('recon', 0.0)
-  grads = jax.tree_util.tree_map(lambda a, b: a + weight * b, grads, rebuilt)
-  g = g.apply_gradients(grads=grads).replace(batch_stats=batch_stats)
-  return train._with_generator(state, g), {**d_metrics, 'g_loss': g_loss}  # pylint: disable=protected-access
-
-
 class TACDiscriminator(nn.Module):
   """The package's MLP discriminator with a twin class head: its class logits
   are (B, 2C), the auxiliary classifier's then the twin's."""
@@ -331,9 +266,9 @@ _make_models = models.make_models
 _create_state = train.create_state
 
 
-def make_models(arch, dtype=jnp.float32, num_classes=0):
+def make_models(arch, dtype=jnp.float32, num_classes=0, encoder_noise_dim=0):
   if arch != 'mlp' or num_classes or option('convG', 0) or option('Gw', ''):
-    generator, discriminator = _make_models(arch, dtype, num_classes)
+    generator, discriminator = _make_models(arch, dtype, num_classes, encoder_noise_dim)
     if option('convG', 0):
       generator = ConvGenerator(num_classes=num_classes)
     if option('Gw', ''):
@@ -342,10 +277,11 @@ def make_models(arch, dtype=jnp.float32, num_classes=0):
       discriminator = ConvDiscriminator(num_classes=num_classes)
     if option('resG', 0):
       generator = MLPConvGenerator(num_classes=num_classes)
-    if option('recon', 0.0) and num_classes:
-      generator = EncodingGenerator(num_classes=num_classes)
     if 'labelG' in VARIANT and num_classes:
       generator = LabelEveryLayerGenerator(num_classes=num_classes)
+    if encoder_noise_dim and not isinstance(generator, models.Reconstructing):
+      sys.exit(f'VARIANT={",".join(sorted(VARIANT))} replaces the generator, which then '
+               'has no encoder for --reconstruction; add --reconstruction=0')
     if 'tac' in VARIANT:
       discriminator = TACDiscriminator(num_classes=num_classes, widths=discriminator.widths)
     if 'snD' in VARIANT:
@@ -467,8 +403,6 @@ models.make_models = make_models
 train.create_state = create_state
 train._discriminator_update = discriminator_update  # pylint: disable=protected-access
 train._fooling_loss = fooling_loss  # pylint: disable=protected-access
-if option('recon', 0.0):
-  train.train_step = reconstructing_train_step
 
 if __name__ == '__main__':
   cli.run()

@@ -140,6 +140,14 @@ def _class_loss_help() -> str:
           f'dataset: {defaults}.')
 
 
+def _reconstruction_help() -> str:
+  defaults = _per_dataset(lambda d: f'0 (--conditional {d.default_reconstruction_conditional:g})')
+  return ("Weight of the reconstruction term in the generator's loss (MDGAN's manifold step, "
+          'Che et al. 2017): an encoder maps each real image to noise and the generator '
+          'learns to draw it back, so that every real image has noise that draws it: more '
+          f'variety (recall); in [0, 100), 0: off. Default per dataset: {defaults}.')
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
   """Everything a run needs, one `_setting` per field: its default, flag help,
@@ -182,6 +190,8 @@ class Config:
       None, _class_loss_help(), _optional(_in_zero_to(100, example='1.0')), resume=True)
   mode_seeking: float | None = _setting(  # None: the dataset's default_mode_seeking.
       None, _mode_seeking_help(), _optional(_in_zero_to(100, example='1.0')), resume=True)
+  reconstruction: float | None = _setting(  # None: the dataset's default.
+      None, _reconstruction_help(), _optional(_in_zero_to(100, example='10')), resume=True)
   save_interval: int = _setting(
       5, 'Every N epochs: sample grid, quality evaluation, checkpoint, plots (and always at '
       'the last epoch). At most --epochs.', _int_at_most(10**9),
@@ -258,14 +268,17 @@ PROMPTS = {f.name: f.metadata['prompt'] for f in FIELDS if f.metadata['prompt']}
 
 def resolve(config: Config) -> Config:
   """`config` with what its other fields decide filled in: an unset arch,
-  mode-seeking weight or class-loss weight becomes the dataset's default, and
-  an unconditional run has no class loss."""
+  mode-seeking, class-loss or reconstruction weight becomes the dataset's
+  default, and an unconditional run has no class loss."""
   dataset = datasets.get(config.dataset)
   if config.arch is None:
     config = config.replace(arch=dataset.default_arch)
   if config.mode_seeking is None:
     config = config.replace(mode_seeking=dataset.default_mode_seeking_conditional
                             if config.conditional else dataset.default_mode_seeking)
+  if config.reconstruction is None:
+    config = config.replace(reconstruction=dataset.default_reconstruction_conditional
+                            if config.conditional else 0.0)
   if not config.conditional:
     config = config.replace(class_loss_weight=0.0)
   elif config.class_loss_weight is None:

@@ -25,10 +25,10 @@ class Dataset:
     version: the TFDS version gan_jax reads.
     class_names: one per label 0-9.
     default_arch: the network --arch defaults to (docs/quality.md says why).
-    default_mode_seeking: the weight --mode_seeking defaults to (likewise).
-    default_mode_seeking_conditional: the same for --conditional runs.
-    default_class_loss_weight: the weight --class_loss_weight defaults to
-      (--conditional runs; likewise).
+    default_mode_seeking, default_mode_seeking_conditional: the weight
+      --mode_seeking defaults to, without and with --conditional (likewise).
+    default_class_loss_weight, default_reconstruction_conditional: the
+      --class_loss_weight and --reconstruction defaults of --conditional runs.
     classifier_epochs: the domain classifier's training epochs.
   """
   name: str
@@ -40,6 +40,7 @@ class Dataset:
   default_mode_seeking: float = 0.0
   default_mode_seeking_conditional: float = 0.0
   default_class_loss_weight: float = 1.0
+  default_reconstruction_conditional: float = 0.0
 
 
 DATASETS: dict[str, Dataset] = {}
@@ -68,7 +69,8 @@ register(Dataset(
     class_names=('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt',
                  'Sneaker', 'Bag', 'Ankle boot'),
     default_arch='mlp_wide', default_mode_seeking=1.0, default_mode_seeking_conditional=0.3,
-    default_class_loss_weight=0.5, classifier_epochs=10))
+    default_class_loss_weight=0.5, default_reconstruction_conditional=10.0,
+    classifier_epochs=10))
 
 
 DEFAULT = 'mnist'  # --dataset's default.

@@ -7,11 +7,11 @@
 * ``mlp_bn``: ``mlp`` with BatchNorm+ReLU after each hidden layer of G;
   ``mlp_wide``: ``mlp`` with D 784 -> 1024 -> 512 -> 256 -> 1, which finds
   more of what G leaves out (docs/quality.md, "Recall on Fashion-MNIST").
-
 With ``num_classes`` > 0 both take a label: G appends a label embedding to its
-noise; D adds a projection term (Miyato & Koyama 2018) and class logits from the
-same features, an auxiliary classifier (AC-GAN, Odena et al. 2017). ``dtype`` is
-the compute dtype; parameters and outputs stay float32.
+noise; D adds a projection term (Miyato & Koyama 2018) and class logits, an
+auxiliary classifier (AC-GAN, Odena et al. 2017). With --reconstruction, G is
+`Reconstructing`, beside an `Encoder` of real images into its noise. ``dtype``
+is the compute dtype; parameters and outputs stay float32.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from gan_jax import config, datasets, layers
@@ -153,17 +154,74 @@ class MLPDiscriminator(nn.Module):
     return _logit(self, x, labels)
 
 
-def make_models(arch: str, dtype: Dtype = jnp.float32, num_classes: int = 0
-                ) -> tuple[nn.Module, nn.Module]:
+class Encoder(nn.Module):
+  """Images (B, 28, 28, 1) (conditional: and their labels, one-hot) ->
+  generator noise (B, noise_dim), through `widths` (512 -> 256), LeakyReLU(0.2)."""
+  noise_dim: int
+  dtype: Dtype = jnp.float32
+  num_classes: int = 0
+  widths: tuple[int, ...] = (512, 256)
+
+  @nn.compact
+  def __call__(self, x: Array, labels: Array | None = None) -> Array:
+    x = x.reshape((x.shape[0], -1)).astype(self.dtype)
+    if self.num_classes:
+      x = jnp.concatenate([x, jax.nn.one_hot(labels, self.num_classes, dtype=x.dtype)], -1)
+    for i, width in enumerate(self.widths):
+      x = nn.leaky_relu(nn.Dense(width, dtype=self.dtype, name=f'dense{i}')(x), 0.2)
+    return nn.Dense(self.noise_dim, dtype=self.dtype, name='code')(x).astype(jnp.float32)
+
+
+class Reconstructing(nn.Module):
+  """`generator` beside an `encoder` of real images into its noise, in one set
+  of parameters, so the generator's optimizer trains both. Called, it is the
+  generator; `reconstruct` draws images back from their codes."""
+  generator: nn.Module
+  encoder: Encoder
+
+  @property
+  def standing_stats_images(self) -> int:
+    return self.generator.standing_stats_images
+
+  def __call__(self, z: Array, labels: Array | None = None, train: bool = True) -> Array:
+    if self.is_initializing():  # The encoder's parameters are made with the generator's.
+      self.encoder(jnp.zeros((z.shape[0],) + datasets.IMAGE_SHAPE), labels)
+    return self.generator(z, labels, train)
+
+  def reconstruct(self, images: Array, labels: Array | None = None, train: bool = True
+                  ) -> tuple[Array, Array]:
+    """G(E(x), y) and the codes E(x)."""
+    codes = self.encoder(images, labels)
+    return self.generator(codes, labels, train), codes
+
+
+def batch_statistics_network(generator: nn.Module) -> nn.Module:
+  """`generator` with BatchNorm momentum 0 (`train.sampling_variables`)."""
+  if isinstance(generator, Reconstructing):
+    return generator.clone(generator=batch_statistics_network(generator.generator))
+  return generator.clone(batch_norm_momentum=0.0)
+
+
+def make_models(arch: str, dtype: Dtype = jnp.float32, num_classes: int = 0,
+                encoder_noise_dim: int = 0) -> tuple[nn.Module, nn.Module]:
   """Returns (generator, discriminator) for an arch of `config.ARCHS`;
-  conditional on a label in [0, num_classes) if num_classes > 0."""
+  conditional on a label in [0, num_classes) if num_classes > 0; the
+  generator `Reconstructing` with an encoder into noise of that size if
+  `encoder_noise_dim` > 0."""
   if arch == 'dcgan':
-    return (DCGANGenerator(dtype=dtype, num_classes=num_classes),
-            DCGANDiscriminator(dtype=dtype, num_classes=num_classes))
-  if arch in ('mlp', 'mlp_bn'):
-    return (MLPGenerator(dtype=dtype, num_classes=num_classes, batch_norm=arch == 'mlp_bn'),
-            MLPDiscriminator(dtype=dtype, num_classes=num_classes))
-  if arch == 'mlp_wide':
-    return (MLPGenerator(dtype=dtype, num_classes=num_classes),
-            MLPDiscriminator(dtype=dtype, num_classes=num_classes, widths=(1024, 512, 256)))
-  raise ValueError(f'unknown arch {arch!r}; use {", ".join(config.ARCHS)}')
+    generator, discriminator = (DCGANGenerator(dtype=dtype, num_classes=num_classes),
+                                DCGANDiscriminator(dtype=dtype, num_classes=num_classes))
+  elif arch in ('mlp', 'mlp_bn'):
+    generator, discriminator = (
+        MLPGenerator(dtype=dtype, num_classes=num_classes, batch_norm=arch == 'mlp_bn'),
+        MLPDiscriminator(dtype=dtype, num_classes=num_classes))
+  elif arch == 'mlp_wide':
+    generator, discriminator = (
+        MLPGenerator(dtype=dtype, num_classes=num_classes),
+        MLPDiscriminator(dtype=dtype, num_classes=num_classes, widths=(1024, 512, 256)))
+  else:
+    raise ValueError(f'unknown arch {arch!r}; use {", ".join(config.ARCHS)}')
+  if encoder_noise_dim:
+    generator = Reconstructing(generator, Encoder(encoder_noise_dim, dtype=dtype,
+                                                  num_classes=num_classes))
+  return generator, discriminator

@@ -4,8 +4,8 @@ The steps are pure ``(state, batch, rng) -> (state, metrics)`` with ``batch =
 {'image': (B, 28, 28, 1) in [-1, 1], 'label': (B,)}`` (labels are read by
 conditional GANs only): `discriminator_step` (real -> 1, generated -> 0) and
 `generator_step` (generated -> 1) in the terms of a loss of `LOSSES` (--loss),
-each plus the weighted AC-GAN `class_loss` if conditional, and `train_step`,
-one of each on the same noise with a single generator forward pass.
+each plus the weighted AC-GAN `class_loss` if conditional (the generator's also
+`mode_seeking_loss`, `reconstruction_loss`), and `train_step`, both in one.
 
 `run_chunk` runs many steps in one jitted `lax.scan` with the state donated,
 so Python touches the loop once per chunk, on every backend (`gan_jax.layers`
@@ -48,7 +48,8 @@ class GANState:
   `generator_ema` holds the EMA of the generator's parameters; samples and
   evaluations use it when `ema_decay` > 0. `noise_dim`, `ema_decay`,
   `label_smoothing`, `num_classes` (0: unconditional), `class_loss_weight`,
-  `mode_seeking` (the weight of `mode_seeking_loss`) and the standing statistics' settings are static.
+  `mode_seeking` (the weight of `mode_seeking_loss`), `reconstruction` (of
+  `reconstruction_loss`) and the standing statistics' settings are static.
   """
   generator: TrainState
   discriminator: TrainState
@@ -60,6 +61,7 @@ class GANState:
   num_classes: int = struct.field(pytree_node=False, default=0)
   class_loss_weight: float = struct.field(pytree_node=False, default=0.0)
   mode_seeking: float = struct.field(pytree_node=False, default=0.0)
+  reconstruction: float = struct.field(pytree_node=False, default=0.0)
   # The generator's apply function with BatchNorm momentum 0: a training-mode
   # call stores its batch's statistics (`sampling_variables`). None without BatchNorm.
   batch_statistics_fn: Any = struct.field(pytree_node=False, default=None)
@@ -95,13 +97,15 @@ def create_state(config: Config, rng: jax.Array) -> GANState:
   Args:
     config: uses arch (unset: the dataset's default), dtype, noise_dim,
       learning_rate, beta1, ema_decay, label_smoothing, loss, conditional,
-      class_loss_weight and mode_seeking.
+      class_loss_weight, mode_seeking and reconstruction (> 0: the generator
+      has an encoder, `models.Reconstructing`).
     rng: the initialisation key.
   """
   config = config_lib.resolve(config)
   num_classes = datasets.NUM_CLASSES if config.conditional else 0
-  generator, discriminator = models.make_models(config.arch, jnp.dtype(config.dtype),
-                                                num_classes)
+  generator, discriminator = models.make_models(
+      config.arch, jnp.dtype(config.dtype), num_classes,
+      encoder_noise_dim=config.noise_dim if config.reconstruction else 0)
   g_rng, d_rng = jax.random.split(rng)
   labels = jnp.zeros((1,), jnp.int32)
   g_vars = _init(generator, g_rng, jnp.zeros((1, config.noise_dim)), labels)
@@ -124,7 +128,8 @@ def create_state(config: Config, rng: jax.Array) -> GANState:
                   num_classes=num_classes,
                   class_loss_weight=config.class_loss_weight,
                   mode_seeking=config.mode_seeking,
-                  batch_statistics_fn=(generator.clone(batch_norm_momentum=0.0).apply
+                  reconstruction=config.reconstruction,
+                  batch_statistics_fn=(models.batch_statistics_network(generator).apply
                                        if has_batch_norm else None),
                   standing_stats_batches=-(-generator.standing_stats_images // standing),
                   standing_stats_batch_size=standing)
@@ -220,6 +225,19 @@ def mode_seeking_loss(fake: jax.Array, z: jax.Array) -> jax.Array:
   return 1.0 / (jnp.mean(images / noise) + 1e-5)
 
 
+def reconstruction_loss(g: TrainState, params: Any, batch: Batch) -> jax.Array:
+  """MDGAN's manifold step (Che et al. 2017): the mean squared pixel error of
+  G(E(x), y) on the real batch, so that every real image has noise that draws
+  it, plus the codes' batch mean and variance against the noise's 0 and 1, so
+  that those are codes the noise draws. BatchNorm normalises with the codes'
+  batch and its running averages are left as they are."""
+  (rebuilt, codes), _ = g.apply_fn(_variables(g, params), batch['image'], batch['label'],
+                                   train=True, mutable=['batch_stats'],
+                                   method=models.Reconstructing.reconstruct)
+  moments = jnp.mean(jnp.mean(codes, 0) ** 2) + jnp.mean((jnp.var(codes, 0) - 1) ** 2)
+  return jnp.mean((rebuilt - batch['image']) ** 2) + moments
+
+
 def generator_labels(state: GANState, labels: jax.Array) -> jax.Array:
   """The labels the generator draws for a batch whose real labels are `labels`.
 
@@ -310,7 +328,8 @@ def generator_step(state: GANState, batch: Batch, rng: jax.Array
 
   Args:
     state: both networks; only the generator (and its BatchNorm stats) changes.
-    batch: only the number of images and their labels are used.
+    batch: the number of images and their labels (and, with a reconstruction
+      weight, the real images the encoder codes).
     rng: the step's key (the same as the discriminator step's: same noise).
 
   Returns:
@@ -322,7 +341,10 @@ def generator_step(state: GANState, batch: Batch, rng: jax.Array
 
   def loss_fn(params):
     fake, batch_stats = _generate_train(g, params, z, labels)
-    return _fooling_loss(state, fake, z, labels, rng), batch_stats
+    loss = _fooling_loss(state, fake, z, labels, rng)
+    if state.reconstruction:
+      loss += state.reconstruction * reconstruction_loss(g, params, batch)
+    return loss, batch_stats
 
   (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(g.params)
   g = g.apply_gradients(grads=grads).replace(batch_stats=batch_stats)
@@ -347,6 +369,11 @@ def train_step(state: GANState, batch: Batch, rng: jax.Array
   g_loss, d_fake = jax.value_and_grad(_fooling_loss, argnums=1)(
       state, fake, z, labels, rng)
   (grads,) = pull_back(d_fake)
+  if state.reconstruction:
+    rebuilt, rebuilt_grads = jax.value_and_grad(
+        lambda params: state.reconstruction * reconstruction_loss(g, params, batch))(g.params)
+    g_loss += rebuilt
+    grads = jax.tree_util.tree_map(jnp.add, grads, rebuilt_grads)
   g = g.apply_gradients(grads=grads).replace(batch_stats=batch_stats)
   return _with_generator(state, g), {**d_metrics, 'g_loss': g_loss}
 

@@ -240,13 +240,20 @@ def _flag_value(value: Any) -> str:
   return str(value).lower() if isinstance(value, bool) else str(value)
 
 
+# Settings no run had before they were added: a checkpoint without them ran
+# with these values (any other missing field had its default then).
+ADDED_LATER = {'class_loss_weight': 0.0, 'mode_seeking': 0.0, 'reconstruction': 0.0}
+
+
+def _saved_config(meta: dict[str, Any]) -> dict[str, Any]:
+  """A checkpoint's configuration, with `ADDED_LATER` filled in."""
+  return {**ADDED_LATER, **meta.get('config', {})}
+
+
 def _check_resumable(meta: dict[str, Any], config: Config, path: str) -> None:
-  # `config` is resolved (config.resolve), as the saved one was. A field missing
-  # from an older checkpoint had its default value then, except the class loss
-  # and mode seeking, which no run had before they were added.
+  # `config` is resolved (config.resolve), as the saved one was.
   saved = {k: Config.__dataclass_fields__[k].default for k in RESUME_FIELDS}
-  saved.update(class_loss_weight=0.0, mode_seeking=0.0)
-  saved.update(meta.get('config', {}))
+  saved.update(_saved_config(meta))
   changed = [k for k in RESUME_FIELDS if saved.get(k) != getattr(config, k)]
   if changed:
     diffs = '; '.join(f'{k}: checkpoint {saved.get(k)!r}, now {getattr(config, k)!r}'
@@ -918,7 +925,7 @@ def load_latest_run(config: Config, log: Log = print
   manager = checkpoints.make_manager(workdir, create=False)
   epoch = _intact_for_reading(manager, workdir, log)
   meta = checkpoints.read_meta(manager, epoch)
-  run_config = Config(**{k: v for k, v in meta['config'].items()
+  run_config = Config(**{k: v for k, v in _saved_config(meta).items()
                          if k in Config.__dataclass_fields__})
   if config.label is not None and not run_config.conditional:
     raise RunError(f'--label={config.label}: the run in {workdir} is unconditional '

@@ -37,6 +37,16 @@ def test_an_unset_class_loss_weight_is_the_datasets_default_for_conditional_runs
                                       class_loss_weight=2.0)).class_loss_weight == 2.0
 
 
+@pytest.mark.parametrize('dataset,weight', [('mnist', 0.0), ('fashion', 10.0)])
+def test_an_unset_reconstruction_weight_is_the_datasets_default_for_conditional_runs(
+    dataset, weight):
+  assert config.resolve(config.Config(dataset=dataset, conditional=True)
+                        ).reconstruction == weight
+  assert config.resolve(config.Config(dataset=dataset)).reconstruction == 0.0
+  assert config.resolve(config.Config(dataset=dataset, reconstruction=3.0)
+                        ).reconstruction == 3.0
+
+
 def test_only_a_conditional_run_keeps_its_class_loss():
   assert config.resolve(config.Config(class_loss_weight=0.5)).class_loss_weight == 0.0
   assert config.resolve(config.Config(conditional=True,
@@ -52,6 +62,7 @@ def test_only_a_conditional_run_keeps_its_class_loss():
     ('dtype', 'float16', 'bfloat16'), ('seed', -1, '2**32'),
     ('class_loss_weight', -1.0, '[0, 100)'), ('class_loss_weight', float('nan'), '[0, 100)'),
     ('mode_seeking', -0.5, '[0, 100)'), ('mode_seeking', 'lots', 'number'),
+    ('reconstruction', -1, '[0, 100)'), ('reconstruction', 100, '[0, 100)'),
     ('noise_scale', 0.0, '(0, 10]'), ('noise_scale', 10.5, '(0, 10]'),
     ('noise_scale', float('nan'), '(0, 10]'), ('noise_scale', True, 'number'),
 ])

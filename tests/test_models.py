@@ -89,3 +89,27 @@ def test_conditional_networks_take_a_label_batch(arch):
   other, other_classes = discriminator.apply(d_vars, images, (labels + 1) % 10, train=False)
   assert not jnp.allclose(logits, other)
   np.testing.assert_array_equal(class_logits, other_classes)
+
+
+@pytest.mark.parametrize('arch', ['mlp', 'mlp_bn'])
+def test_a_reconstructing_generator_draws_as_its_generator_and_codes_images_into_noise(arch):
+  plain, _ = models.make_models(arch, num_classes=10)
+  wrapped, _ = models.make_models(arch, num_classes=10, encoder_noise_dim=100)
+  z = jax.random.normal(jax.random.PRNGKey(0), (6, 100))
+  labels = jnp.array([0, 1, 2, 7, 8, 9])
+  variables = wrapped.init(jax.random.PRNGKey(1), z, labels, train=False)
+  assert set(variables['params']) == {'generator', 'encoder'}
+  # Called, it is the generator with the generator's own parameters.
+  inner = {k: v['generator'] for k, v in variables.items()}
+  np.testing.assert_array_equal(wrapped.apply(variables, z, labels, train=False),
+                                plain.apply(inner, z, labels, train=False))
+  images = jnp.tanh(jax.random.normal(jax.random.PRNGKey(2), (6,) + datasets.IMAGE_SHAPE))
+  rebuilt, codes = wrapped.apply(variables, images, labels, train=False,
+                                 method=models.Reconstructing.reconstruct)
+  assert rebuilt.shape == images.shape and codes.shape == (6, 100)
+  np.testing.assert_allclose(rebuilt, plain.apply(inner, codes, labels, train=False),
+                             atol=1e-6)
+  # The code depends on the label too.
+  _, other = wrapped.apply(variables, images, (labels + 1) % 10, train=False,
+                           method=models.Reconstructing.reconstruct)
+  assert not jnp.allclose(codes, other)

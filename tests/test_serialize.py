@@ -26,7 +26,8 @@ print(','.join(exported.platforms))
 @pytest.mark.slow
 def test_serialized_generator_gives_the_librarys_images_in_a_process_without_gan_jax(
     tmp_path):
-  config = Config(arch='mlp_bn', conditional=True)  # BatchNorm's statistics go in too.
+  # BatchNorm's statistics go in too; the encoder of --reconstruction stays out.
+  config = Config(arch='mlp_bn', conditional=True, reconstruction=1.0)
   state = train.create_state(config, jax.random.PRNGKey(1))
   path = tmp_path / serialize.FILE
   path.write_bytes(serialize.export_generator(state).serialize())
@@ -50,7 +51,8 @@ def test_serialized_generator_gives_the_librarys_images_in_a_process_without_gan
 @pytest.mark.parametrize('arch', ARCHS)
 def test_a_train_chunk_of_every_network_lowers_for_gpu_and_tpu(arch):
   """Code that only compiles on CPU is caught here, without an accelerator."""
-  config = Config(arch=arch, conditional=True, class_loss_weight=1.0, dtype='bfloat16')
+  config = Config(arch=arch, conditional=True, class_loss_weight=1.0, reconstruction=1.0,
+                  dtype='bfloat16')
   state = train.create_state(config, jax.random.PRNGKey(0))
   batches = {'image': jax.ShapeDtypeStruct((2, 8, 28, 28, 1), np.float32),
              'label': jax.ShapeDtypeStruct((2, 8), np.int32)}

@@ -415,3 +415,36 @@ def test_conditional_mode_seeking_pairs_images_of_one_class():
   np.testing.assert_allclose(m_g['g_loss'], expected, rtol=1e-5)
   # Both steps and the fused step draw the same labels.
   _assert_train_step_is_the_two_steps(state, batch, rng)
+
+
+def test_reconstruction_adds_its_weighted_term_to_the_generator_loss_only():
+  batch, rng = _batch(), jax.random.PRNGKey(1)
+  state = _state('mlp', conditional=True, reconstruction=1.0)
+  runs = {w: jax.jit(train.train_step)(state.replace(reconstruction=w), batch, rng)
+          for w in (0.0, 2.0)}
+  g = state.generator
+  term = float(train.reconstruction_loss(g, g.params, batch))
+  assert term > 0
+  np.testing.assert_allclose(runs[2.0][1]['g_loss'] - runs[0.0][1]['g_loss'], 2 * term,
+                             rtol=1e-4)
+  assert float(runs[2.0][1]['d_loss']) == float(runs[0.0][1]['d_loss'])
+  # Its gradient trains the encoder, which nothing else does.
+  encoder = lambda s: s.generator.params['encoder']
+  assert _changed(encoder(state), encoder(runs[2.0][0]))
+  assert not _changed(encoder(state), encoder(runs[0.0][0]))
+  # The fused step still equals the two steps one after the other.
+  _assert_train_step_is_the_two_steps(state.replace(reconstruction=2.0), batch, rng)
+
+
+@pytest.mark.parametrize('arch', ['mlp', 'mlp_bn'])
+def test_training_on_the_reconstruction_loss_alone_rebuilds_the_real_batch(arch):
+  # The manifold step can do its job: the generator learns to draw the real
+  # images back from the encoder's codes, and the codes move towards N(0, 1).
+  batch = _batch()
+  g = _state(arch, conditional=True, reconstruction=1.0).generator
+  step = jax.jit(lambda g: g.apply_gradients(
+      grads=jax.grad(train.reconstruction_loss, argnums=1)(g, g.params, batch)))
+  first = float(train.reconstruction_loss(g, g.params, batch))
+  for _ in range(100):
+    g = step(g)
+  assert float(train.reconstruction_loss(g, g.params, batch)) < 0.5 * first

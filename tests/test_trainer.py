@@ -381,6 +381,18 @@ def test_sample_mode_draws_the_requested_class_and_single_images_look_real(
   assert pixels.min() < 40 and pixels.max() > 215 and pixels.std() > 40, pixels
 
 
+def test_a_checkpoint_from_before_the_reconstruction_term_resumes_and_loads_without_it():
+  resolved = config_lib.resolve(Config(dataset='fashion', conditional=True))
+  assert resolved.reconstruction == 10.0
+  meta = {'config': {k: getattr(resolved, k) for k in config_lib.RESUME_FIELDS
+                     if k != 'reconstruction'}}
+  with pytest.raises(trainer.RunError, match='to continue it, pass --reconstruction=0.0;'):
+    trainer._check_resumable(meta, resolved, 'ckpt')  # pylint: disable=protected-access
+  trainer._check_resumable(meta, resolved.replace(reconstruction=0.0), 'ckpt')  # pylint: disable=protected-access
+  # Sampling and export rebuild such a run's generator without an encoder.
+  assert trainer._saved_config(meta)['reconstruction'] == 0.0  # pylint: disable=protected-access
+
+
 def test_a_checkpoint_from_before_mode_seeking_resumes_only_without_it():
   resolved = config_lib.resolve(Config(dataset='mnist'))
   meta = {'config': {k: getattr(resolved, k) for k in config_lib.RESUME_FIELDS
