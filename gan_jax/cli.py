@@ -307,4 +307,13 @@ def run() -> None:
     supervisor.become_child()
   for flag in FLAGS.get_key_flags_for_module(__name__):
     FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's parsing, but a value of the wrong type or an unknown flag ends as
+  one `error:` line and exit 2, like every other bad input (absl: exit 1)."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    _fail(f'{e}; see --helpshort')

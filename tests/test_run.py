@@ -85,6 +85,17 @@ def test_bad_flag_values_fail_fast_with_one_line_and_create_nothing(tmp_path, ar
   assert time.time() - start < 30
 
 
+@pytest.mark.parametrize('arg,words', [('--reconstruction=abc', 'could not convert'),
+                                        ('--epochs=many', 'invalid literal'),
+                                        ('--no_such_flag=1', 'no_such_flag')])
+def test_a_flag_absl_cannot_parse_is_one_error_line_with_exit_2(tmp_path, arg, words):
+  result = _run([arg, f'--workdir={tmp_path}/run'], cwd=tmp_path)
+  assert result.returncode == 2, result.stderr
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith('error: ') and words in lines[0], lines
+  assert not (tmp_path / 'run').exists()
+
+
 def test_help_lists_every_flag_with_its_default(tmp_path):
   from gan_jax import config
   result = _run(['--helpshort'], cwd=tmp_path)
