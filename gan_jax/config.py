@@ -12,7 +12,7 @@ import dataclasses
 import math
 from typing import Any, Callable
 
-from gan_jax import datasets
+from gan_jax import datasets, presets
 
 ARCHS = ('mlp_bn', 'mlp', 'mlp_wide', 'dcgan')
 DTYPES = ('float32', 'bfloat16')
@@ -110,42 +110,9 @@ def _dataset_help() -> str:
   return f'Dataset: {" or ".join(short)} (also accepted: {", ".join(others)}).'
 
 
-def _arch_help() -> str:
-  defaults = ', '.join(f'{d.default_arch} for {d.aliases[0]}'
-                       for d in datasets.DATASETS.values())
-  return ('Network: mlp_bn (fully connected, BatchNorm in the generator), mlp (the same '
-          'without BatchNorm, as the Keras/PyTorch labs), mlp_wide (mlp with a larger '
-          'discriminator, 1024-512-256), or dcgan (the TF DCGAN tutorial '
-          f'net, ~24x the compute per image; for GPUs/TPUs). Default per dataset: {defaults}.')
-
-
-def _per_dataset(value: Callable[[datasets.Dataset], str]) -> str:
-  """'mnist <value>, fashion <value>': a default per dataset, for flag help."""
-  return ', '.join(f'{d.aliases[0]} {value(d)}' for d in datasets.DATASETS.values())
-
-
-def _mode_seeking_help() -> str:
-  defaults = _per_dataset(lambda d: f'{d.default_mode_seeking:g} '
-                          f'(--conditional {d.default_mode_seeking_conditional:g})')
-  return ("Weight of the mode-seeking term in the generator's loss (Mao et al. 2019), which "
-          'rewards different images for different noise: more variety (recall); in '
-          f'[0, 100), 0: off. Default per dataset: {defaults}.')
-
-
-def _class_loss_help() -> str:
-  defaults = _per_dataset(lambda d: f'{d.default_class_loss_weight:g}')
-  return ("Conditional runs: weight of the auxiliary classifier's loss (AC-GAN), which "
-          'teaches the discriminator the classes of real images and pushes the generator '
-          'towards images of the requested class; in [0, 100), 0: off. Default per '
-          f'dataset: {defaults}.')
-
-
-def _reconstruction_help() -> str:
-  defaults = _per_dataset(lambda d: f'0 (--conditional {d.default_reconstruction_conditional:g})')
-  return ("Weight of the reconstruction term in the generator's loss (MDGAN's manifold step, "
-          'Che et al. 2017): an encoder maps each real image to noise and the generator '
-          'learns to draw it back, so that every real image has noise that draws it: more '
-          f'variety (recall); in [0, 100), 0: off. Default per dataset: {defaults}.')
+def _preset_help(text: str, field: str, conditional: bool | None = None) -> str:
+  """`text` and the field's default per dataset, from the presets table."""
+  return f'{text} Default per dataset: {presets.describe(field, conditional)}.'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,8 +123,13 @@ class Config:
   dataset: str = _setting(
       datasets.DEFAULT, _dataset_help(), lambda value: _choice(tuple(datasets.ALIASES))(value),
       resume=True, prompt='Dataset')
-  arch: str | None = _setting(  # None: the dataset's default_arch.
-      None, _arch_help(), _optional(_choice(ARCHS)), resume=True)
+  arch: str | None = _setting(  # None: the preset's (presets.py).
+      None, _preset_help(
+          'Network: mlp_bn (fully connected, BatchNorm in the generator), mlp (the same '
+          'without BatchNorm, as the Keras/PyTorch labs), mlp_wide (mlp with a larger '
+          'discriminator, 1024-512-256), or dcgan (the TF DCGAN tutorial net, ~24x the '
+          'compute per image; for GPUs/TPUs).', 'arch'),
+      _optional(_choice(ARCHS)), resume=True)
   conditional: bool = _setting(
       False, 'Train a class-conditional GAN: the generator takes a label, the sample grids '
       'show one class per row, and the quality line adds the label agreement (see --label).',
@@ -186,12 +158,26 @@ class Config:
       _in_zero_to(0.5, example='0.1'), resume=True)
   loss: str = _setting('ns', 'The adversarial loss: ns (non-saturating BCE), hinge, or ls '
                        '(least squares).', _choice(LOSSES), resume=True)
-  class_loss_weight: float | None = _setting(  # None: the dataset's default_class_loss_weight.
-      None, _class_loss_help(), _optional(_in_zero_to(100, example='1.0')), resume=True)
-  mode_seeking: float | None = _setting(  # None: the dataset's default_mode_seeking.
-      None, _mode_seeking_help(), _optional(_in_zero_to(100, example='1.0')), resume=True)
-  reconstruction: float | None = _setting(  # None: the dataset's default.
-      None, _reconstruction_help(), _optional(_in_zero_to(100, example='10')), resume=True)
+  class_loss_weight: float | None = _setting(  # None: the preset's (presets.py).
+      None, _preset_help(
+          "Conditional runs: weight of the auxiliary classifier's loss (AC-GAN), which "
+          'teaches the discriminator the classes of real images and pushes the generator '
+          'towards images of the requested class; in [0, 100), 0: off.', 'class_loss_weight',
+          conditional=True),
+      _optional(_in_zero_to(100, example='1.0')), resume=True)
+  mode_seeking: float | None = _setting(  # None: the preset's (presets.py).
+      None, _preset_help(
+          "Weight of the mode-seeking term in the generator's loss (Mao et al. 2019), which "
+          'rewards different images for different noise: more variety (recall); in '
+          '[0, 100), 0: off.', 'mode_seeking'),
+      _optional(_in_zero_to(100, example='1.0')), resume=True)
+  reconstruction: float | None = _setting(  # None: the preset's (presets.py).
+      None, _preset_help(
+          "Weight of the reconstruction term in the generator's loss (MDGAN's manifold step, "
+          'Che et al. 2017): an encoder maps each real image to noise and the generator '
+          'learns to draw it back, so that every real image has noise that draws it: more '
+          'variety (recall); in [0, 100), 0: off.', 'reconstruction'),
+      _optional(_in_zero_to(100, example='10')), resume=True)
   save_interval: int = _setting(
       5, 'Every N epochs: sample grid, quality evaluation, checkpoint, plots (and always at '
       'the last epoch). At most --epochs.', _int_at_most(10**9),
@@ -268,21 +254,14 @@ PROMPTS = {f.name: f.metadata['prompt'] for f in FIELDS if f.metadata['prompt']}
 
 def resolve(config: Config) -> Config:
   """`config` with what its other fields decide filled in: an unset arch,
-  mode-seeking, class-loss or reconstruction weight becomes the dataset's
-  default, and an unconditional run has no class loss."""
-  dataset = datasets.get(config.dataset)
-  if config.arch is None:
-    config = config.replace(arch=dataset.default_arch)
-  if config.mode_seeking is None:
-    config = config.replace(mode_seeking=dataset.default_mode_seeking_conditional
-                            if config.conditional else dataset.default_mode_seeking)
-  if config.reconstruction is None:
-    config = config.replace(reconstruction=dataset.default_reconstruction_conditional
-                            if config.conditional else 0.0)
+  mode-seeking, class-loss or reconstruction weight becomes its preset's
+  (`presets.get(dataset, conditional)`), and an unconditional run has no
+  class loss."""
+  preset = presets.get(config.dataset, config.conditional)
+  config = config.replace(**{field: getattr(preset, field) for field in presets.FIELDS
+                             if getattr(config, field) is None})
   if not config.conditional:
     config = config.replace(class_loss_weight=0.0)
-  elif config.class_loss_weight is None:
-    config = config.replace(class_loss_weight=dataset.default_class_loss_weight)
   return config
 
 

@@ -1,8 +1,10 @@
-"""The dataset table: one record per dataset, and nothing else spells a name.
+"""The dataset table: one record per dataset, of the facts of its data.
 
 A new dataset (28x28 grayscale, ten classes, served by TFDS) is one
-`register(Dataset(...))` here; --dataset, the prompts, the default network,
-the domain classifier's training and its shipped folder follow from it.
+`register(Dataset(...))` here, with the facts of the data only; --dataset, the
+prompts, the domain classifier's training and its shipped folder follow from
+it. Its training defaults (network, loss weights) are its presets, in
+`gan_jax/presets.py`.
 """
 
 from __future__ import annotations
@@ -24,23 +26,13 @@ class Dataset:
     aliases: what a user may type; the first is the short name prompts offer.
     version: the TFDS version gan_jax reads.
     class_names: one per label 0-9.
-    default_arch: the network --arch defaults to (docs/quality.md says why).
-    default_mode_seeking, default_mode_seeking_conditional: the weight
-      --mode_seeking defaults to, without and with --conditional (likewise).
-    default_class_loss_weight, default_reconstruction_conditional: the
-      --class_loss_weight and --reconstruction defaults of --conditional runs.
     classifier_epochs: the domain classifier's training epochs.
   """
   name: str
   aliases: tuple[str, ...]
   version: str
   class_names: tuple[str, ...]
-  default_arch: str
   classifier_epochs: int
-  default_mode_seeking: float = 0.0
-  default_mode_seeking_conditional: float = 0.0
-  default_class_loss_weight: float = 1.0
-  default_reconstruction_conditional: float = 0.0
 
 
 DATASETS: dict[str, Dataset] = {}
@@ -61,15 +53,12 @@ def register(dataset: Dataset) -> Dataset:
 
 register(Dataset(
     name='mnist', aliases=('mnist',), version='3.0.1',
-    class_names=tuple(str(i) for i in range(10)),
-    default_arch='mlp_bn', default_mode_seeking_conditional=1.0, classifier_epochs=6))
+    class_names=tuple(str(i) for i in range(10)), classifier_epochs=6))
 register(Dataset(
     name='fashion_mnist', aliases=('fashion', 'fashion_mnist', 'fashion-mnist'),
     version='3.0.1',
     class_names=('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt',
                  'Sneaker', 'Bag', 'Ankle boot'),
-    default_arch='mlp_wide', default_mode_seeking=1.0, default_mode_seeking_conditional=0.3,
-    default_class_loss_weight=0.5, default_reconstruction_conditional=10.0,
     classifier_epochs=10))
 
 
