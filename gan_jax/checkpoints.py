@@ -1,10 +1,11 @@
 """Checkpoints of a run, through Orbax's CheckpointManager.
 
-A checkpoint (``WORKDIR/checkpoints/<epoch>/``) holds ``state``, the arrays of
-`trainer.checkpoint_tree` (both TrainStates, the generator EMA, the fixed grid
-noise; restored against an abstract target of the same tree), and ``meta``,
-JSON (the epoch, the configuration that must match to resume, the metrics
-history).
+A checkpoint (``WORKDIR/checkpoints/<epoch>/``) holds a run's `Progress`:
+``state``, the arrays of `checkpoint_tree` (both TrainStates, the generator
+EMA, the fixed grid noise; restored against an abstract target of the same
+tree), and ``meta``, JSON (the epoch, the configuration that must match to
+resume, the metrics history). `resume` and `save_progress` are what training
+uses; `intact_for_reading` what a reader (sample, export) uses.
 
 Orbax writes each checkpoint into a temporary folder and renames it when
 complete, so a kill leaves either the old set or the new one. ``digest.json``
@@ -15,15 +16,21 @@ a step to Orbax). A checkpoint without a digest is restored unchecked.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import orbax.checkpoint as ocp
 
 from gan_jax import errors, files, multihost
+from gan_jax import config as config_lib
+from gan_jax.config import Config
+from gan_jax.errors import RunError
+
+Log = Callable[[str], None]
 
 DIGEST = 'digest.json'
 
@@ -61,15 +68,18 @@ def has_checkpoint(workdir: str) -> bool:
 
 def save(manager: ocp.CheckpointManager, epoch: int, state: Any,
          meta: dict[str, Any]) -> None:
-  """Saves `state` (a pytree of arrays) and `meta` (JSON-able) as `epoch`."""
-  if multihost.is_main():
+  """Saves `state` (a pytree of arrays) and `meta` (JSON-able) as `epoch`;
+  every process takes part (Orbax writes each array once), process 0 records
+  and digests it."""
+  main = multihost.is_main()
+  if main:
     files.note(os.path.join(str(manager.directory), str(epoch)))
   manager.save(epoch, args=ocp.args.Composite(
       state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
       force=True)
   manager.wait_until_finished()
   multihost.sync(f'checkpoint {epoch} saved')
-  if multihost.is_main():
+  if main:
     step = os.path.join(str(manager.directory), str(epoch))
     files.write_json(os.path.join(step, DIGEST), _digests(step))
   multihost.sync(f'checkpoint {epoch} digested')
@@ -161,3 +171,132 @@ def restore(manager: ocp.CheckpointManager, epoch: int, target: Any
         f'({type(e).__name__}: {str(e)[:300]}); delete it to fall back to an '
         'earlier one, or pass --overwrite to start over') from e
   return restored['state'], dict(restored['meta'])
+
+
+@dataclasses.dataclass
+class Progress:
+  """What a checkpoint holds and the epoch loop carries from epoch to epoch."""
+  state: Any             # train.GANState
+  fixed_noise: Any       # the sample grids' noise
+  history: list[dict[str, Any]]
+  start_epoch: int
+
+
+def checkpoint_tree(state: Any, fixed_noise: Any) -> dict[str, Any]:
+  """The arrays of a checkpoint; the one place its structure is defined
+  (save, resume and the readers all use it)."""
+  return {'gan': state, 'fixed_noise': fixed_noise}
+
+
+def save_progress(manager: ocp.CheckpointManager, config: Config, epoch: int,
+                  progress: Progress) -> None:
+  """Saves `progress` as the checkpoint of `epoch`."""
+  save(manager, epoch, checkpoint_tree(progress.state, progress.fixed_noise),
+       {'epoch': epoch, 'config': config.__dict__, 'history': progress.history})
+
+
+# Settings no run had before they were added: a checkpoint without them ran
+# with these values (any other missing field had its default then).
+ADDED_LATER = {'class_loss_weight': 0.0, 'mode_seeking': 0.0, 'reconstruction': 0.0}
+
+
+def saved_config(meta: dict[str, Any]) -> dict[str, Any]:
+  """A checkpoint's configuration, with `ADDED_LATER` filled in."""
+  return {**ADDED_LATER, **meta.get('config', {})}
+
+
+def _flag_value(value: Any) -> str:
+  """`value` as a command line gives it (absl's booleans are true/false)."""
+  return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def check_resumable(meta: dict[str, Any], config: Config, path: str) -> None:
+  """Checks a run with `config` (resolved, as the saved one was) may resume
+  the checkpoint in `path` whose meta is `meta`.
+
+  Raises:
+    RunError: a field of `config_lib.RESUME_FIELDS` differs; the line gives the
+      flags that continue the checkpoint.
+  """
+  saved = {k: Config.__dataclass_fields__[k].default for k in config_lib.RESUME_FIELDS}
+  saved.update(saved_config(meta))
+  changed = [k for k in config_lib.RESUME_FIELDS if saved.get(k) != getattr(config, k)]
+  if changed:
+    diffs = '; '.join(f'{k}: checkpoint {saved.get(k)!r}, now {getattr(config, k)!r}'
+                      for k in changed)
+    flags = ' '.join(f'--{k}={_flag_value(saved[k])}' for k in changed
+                     if saved.get(k) is not None)
+    resume_text = f'to continue it, pass {flags}; ' if flags else ''
+    raise RunError(
+        f'the checkpoint in {path} comes from a different configuration ({diffs}); '
+        f'{resume_text}pass --overwrite to start over in this workdir, or choose another '
+        '--workdir')
+
+
+def _latest_intact(manager: ocp.CheckpointManager, workdir: str, log: Log) -> int | None:
+  """The newest checkpoint that matches its digest; damaged newer ones are
+  set aside (renamed, kept) with one line each.
+
+  Raises:
+    CheckpointError: checkpoints were there but none is intact.
+  """
+  damaged = []
+  while (latest := manager.latest_step()) is not None:
+    if verify(manager, latest) is not False:
+      return latest
+    # Every process checks; process 0 alone renames (the others only count it).
+    damaged.append(set_aside(manager, latest) if multihost.is_main() else str(latest))
+    log(f'warning: checkpoint {latest} in {checkpoint_dir(workdir)} is '
+        f'damaged (its files do not match their digest); set aside as {damaged[-1]}')
+    multihost.sync(f'set aside {latest}')
+    manager.reload()
+  if damaged:
+    raise CheckpointError(
+        f'no intact checkpoint is left in {checkpoint_dir(workdir)}: every one '
+        f'was damaged and is set aside ({", ".join(damaged)}); pass --overwrite to start '
+        'over (the damaged ones stay until you delete them)')
+  return None
+
+
+def resume(manager: ocp.CheckpointManager, config: Config, fresh: Progress, log: Log
+           ) -> Progress:
+  """The latest intact checkpoint's progress, or `fresh` (a new run's) when
+  there is none.
+
+  Raises:
+    RunError: the checkpoint is of another configuration, or beyond --epochs.
+    CheckpointError: it is damaged, or every checkpoint is.
+  """
+  workdir = os.path.abspath(config.workdir)
+  latest = _latest_intact(manager, workdir, log)
+  if latest is None:
+    return fresh
+  meta = read_meta(manager, latest)
+  check_resumable(meta, config, checkpoint_dir(workdir))
+  if int(meta['epoch']) > config.epochs:
+    raise RunError(f'the checkpoint in {checkpoint_dir(workdir)} is of epoch '
+                   f'{int(meta["epoch"])}, beyond --epochs={config.epochs}; pass '
+                   f'--epochs={int(meta["epoch"])} or more to resume, or --overwrite to '
+                   'start over')
+  restored, meta = restore(manager, latest, checkpoint_tree(fresh.state, fresh.fixed_noise))
+  log(f'Resuming from the checkpoint of epoch {int(meta["epoch"])} in '
+      f'{checkpoint_dir(workdir)}')
+  return Progress(state=restored['gan'], fixed_noise=restored['fixed_noise'],
+                  history=list(meta['history']), start_epoch=int(meta['epoch']))
+
+
+def intact_for_reading(manager: ocp.CheckpointManager, workdir: str, log: Log) -> int:
+  """The newest checkpoint matching its digest (a reader renames nothing).
+
+  Raises:
+    CheckpointError: every checkpoint is damaged.
+  """
+  for epoch in sorted(manager.all_steps(), reverse=True):
+    if verify(manager, epoch) is not False:
+      return epoch
+    log(f'warning: checkpoint {epoch} in {checkpoint_dir(workdir)} is damaged '
+        '(its files do not match their digest); using an earlier one (the next '
+        'training run sets it aside)')
+  raise CheckpointError(
+      f'no intact checkpoint in {checkpoint_dir(workdir)}: every one is damaged; '
+      'train the run again (--overwrite) or restore the folder from a backup')

@@ -214,12 +214,12 @@ def main(argv: list[str]) -> None:
 
 def _run_mode(config: config_lib.Config) -> None:
   """Runs --mode; every failure a user can act on ends as one line and an exit code."""
-  from gan_jax import trainer
+  from gan_jax import sampling, trainer
   std_logging.getLogger('absl').addFilter(_LibraryNoiseFilter())
   _quiet_closed_loop_noise(config.workdir)
   try:
     if FLAGS.mode == 'sample':
-      trainer.sample_from_run(config)
+      sampling.sample_from_run(config)
     elif FLAGS.mode == 'export':
       from gan_jax import export
       export.export_from_run(config)
@@ -244,11 +244,9 @@ def _run_mode(config: config_lib.Config) -> None:
 
 
 def _kept(workdir: str) -> str:
-  from gan_jax import checkpoints
-  epoch = checkpoints.latest_epoch(workdir) if os.path.isdir(workdir) else None
-  if epoch is None:
-    return 'no checkpoint is kept'
-  return f'the checkpoint of epoch {epoch} in {checkpoints.checkpoint_dir(workdir)} is kept'
+  """`workdir.kept` of any command, imported only when needed (it brings in jax)."""
+  from gan_jax import workdir as workdir_lib
+  return workdir_lib.kept(workdir, training=False)
 
 
 def _log_traceback(workdir: str) -> None:

@@ -99,3 +99,18 @@ def write_error(exc: BaseException, what: str, where: str, kept: str
   cause = f'{_STRERRORS[code]} ({errno.errorcode[code]})'
   return WriteError(f'{what} while writing {path or where}: {cause}; {kept}; '
                     f'{_FIXES[code]}, then run the same command again')
+
+
+class RunError(GanJaxError):
+  """A run or a mode cannot start or go on; the message says why and what to do."""
+
+
+class Interrupted(GanJaxError):
+  """Training stopped on a signal after saving a checkpoint."""
+  exit_code = 130
+  prefix = 'stopped'  # A deliberate stop, not an error.
+
+
+class NonFiniteLossError(GanJaxError):
+  """A loss became NaN or infinite; the last good checkpoint is kept."""
+  exit_code = 3

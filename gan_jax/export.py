@@ -33,7 +33,8 @@ import numpy as np
 from PIL import Image
 
 from gan_jax import (datasets, errors, feature_cache, files, images, input_pipeline,
-                     quality, serialize, train, trainer, workdir_lock)
+                     quality, report, sampling, serialize, train, workdir_lock)
+from gan_jax import workdir as workdir_lib
 from gan_jax.config import Config
 
 Log = Callable[[str], None]
@@ -46,7 +47,7 @@ MAX_DRAWS = 20              # --min_confidence: give up after drawing 20x --num_
 PNG_WORKERS = 8             # Creating 60,000 small files is I/O bound: threads overlap it.
 PNG_COMPRESS_LEVEL = 1      # zlib level: faster than the default, as small on 28x28 digits.
 MEMORISATION_SAMPLE = 1000  # Generated and test images measured against every training image.
-_STREAM = 0x45585054        # Folded into the sample key: export noise is its own stream.
+NOISE_STREAM = 0x45585054        # Folded into the sample key: export noise is its own stream.
 
 
 class ExportError(errors.GanJaxError):
@@ -128,21 +129,21 @@ def draw(state: train.GANState, run_config: Config, config: Config, classifier
     ExportError: fewer than N of MAX_DRAWS * N drawn images were sure enough.
   """
   n = config.num_samples
-  key = jax.random.fold_in(trainer._keys(config.seed)['sample'], _STREAM)
+  key = jax.random.fold_in(sampling.keys(config.seed)['sample'], NOISE_STREAM)
   if run_config.conditional:
     labels = (np.full(n, config.label) if config.label is not None
               else np.arange(n) % datasets.NUM_CLASSES)
-    z = train.sample_noise(key, n, run_config.noise_dim, config.noise_scale)
-    imgs = train.generate(state, z, labels)
+    z = sampling.sample_noise(key, n, run_config.noise_dim, config.noise_scale)
+    imgs = sampling.generate(state, z, labels)
     feats, probs = classifier.features_and_probs(imgs)
     return Drawn(imgs, labels.astype(np.int64), probs, feats, n)
   kept: list[tuple[np.ndarray, ...]] = []
   count, generated = 0, 0
-  variables = train.sampling_variables(state)  # Once for every round.
+  variables = sampling.inference_variables(state)  # Once for every round.
   for round_ in range(MAX_DRAWS):
-    z = train.sample_noise(jax.random.fold_in(key, round_), n, run_config.noise_dim,
+    z = sampling.sample_noise(jax.random.fold_in(key, round_), n, run_config.noise_dim,
                            config.noise_scale)
-    imgs = train.generate(state, z, variables=variables)
+    imgs = sampling.generate(state, z, variables=variables)
     feats, probs = classifier.features_and_probs(imgs)
     sure = np.flatnonzero(probs.max(1) >= config.min_confidence)[:n - count]
     # Images after the last one kept were never needed: not counted as drawn.
@@ -288,7 +289,7 @@ def _manifest(config: Config, run_config: Config, epoch: int, drawn: Drawn, stor
                  'classifier_agreement': float(np.mean(drawn.labels == drawn.clf_labels))},
       'quality': quality_figures,
       'cas': cas,
-      'created': {'jax': jax.__version__, 'git_commit': trainer._git_commit()},
+      'created': {'jax': jax.__version__, 'git_commit': report.git_commit()},
   }
 
 
@@ -297,14 +298,14 @@ def export_from_run(config: Config, log: Log = print) -> dict[str, Any]:
   as a dataset in `config.export_dir`; returns the manifest.
 
   Raises:
-    ExportError, trainer.RunError: bad destination, no checkpoint, a flag that
+    ExportError, errors.RunError: bad destination, no checkpoint, a flag that
       does not fit the run; nothing is written.
   """
   t0 = time.time()
   dest = destination(config)
   # A training run may not start in the workdir while its checkpoint is read.
   with workdir_lock.hold(os.path.abspath(config.workdir), exclusive=False, command='export'):
-    state, run_config, epoch = trainer.load_latest_run(config, log)
+    state, run_config, epoch = sampling.load_latest_run(config, log)
   _check_labelling(config, run_config)
   data_dir = input_pipeline.resolve_data_dir(config.data_dir or run_config.data_dir)
   from gan_jax import classifier_store
@@ -321,8 +322,8 @@ def export_from_run(config: Config, log: Log = print) -> dict[str, Any]:
   class_names = list(datasets.get(run_config.dataset).class_names)
   # A failed write is one line; the folder is written beside `dest`, then renamed.
   unchanged = f'the run in {os.path.abspath(config.workdir)} and {dest} are unchanged'
-  with trainer.write_failures_explained(config.workdir, 'the export failed', unchanged,
-                                        dest):
+  with workdir_lib.write_failures_explained(config.workdir, 'the export failed',
+                                            unchanged, dest):
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     tmp = tempfile.mkdtemp(dir=os.path.dirname(dest), prefix='.export-tmp-')
     try:
@@ -359,7 +360,7 @@ def _print_summary(dest: str, manifest: dict[str, Any], seconds: float, log: Log
   counts = ' '.join(f'{c}:{n}' for c, n in manifest['counts'].items())
   log(f'Exported {manifest["num_images"]:,} images of epoch '
       f'{manifest["source"]["checkpoint_epoch"]} to {dest} in {seconds:.1f}s'
-      + trainer.noise_scale_text(manifest['noise_scale']))
+      + sampling.noise_scale_text(manifest['noise_scale']))
   log(f'  labels: {labels["method"]}; per class {counts}'
       + (f'; {labels["dropped"]:,} of {labels["generated"]:,} drawn dropped'
          if labels['dropped'] else ''))

@@ -98,6 +98,21 @@ def write_jsonl(path: str, records: list[dict[str, Any]]) -> None:
   write_text(path, ''.join(json.dumps(r) + '\n' for r in records))
 
 
+def append_jsonl(path: str, record: dict[str, Any]) -> None:
+  """Appends one JSON object as a line, flushed to disk; a failed append
+  (disk full) is cut back off, so the file only ever holds whole lines."""
+  note(path)
+  with open(path, 'ab') as f:
+    size = f.tell()
+    try:
+      f.write((json.dumps(record) + '\n').encode('utf-8'))
+      f.flush()
+      os.fsync(f.fileno())
+    except BaseException:
+      f.truncate(size)
+      raise
+
+
 def read_jsonl(path: str) -> list[dict[str, Any]]:
   """Reads a JSON-lines file; a missing file reads as an empty list."""
   if not os.path.exists(path):

@@ -66,7 +66,7 @@ class DCGANGenerator(nn.Module):
   `batch_norm_momentum`: of the BatchNorm running averages (Keras' 0.99); 0
   makes a training-mode call store exactly its batch's statistics.
   `standing_stats_images`: how many images the sampling statistics average
-  (`train.sampling_variables`); fewer than the MLP's, as each costs ~40x more.
+  (`sampling.inference_variables`); fewer than the MLP's, as each costs ~40x more.
   """
   standing_stats_images: ClassVar[int] = 10_000
   dtype: Dtype = jnp.float32
@@ -196,7 +196,7 @@ class Reconstructing(nn.Module):
 
 
 def batch_statistics_network(generator: nn.Module) -> nn.Module:
-  """`generator` with BatchNorm momentum 0 (`train.sampling_variables`)."""
+  """`generator` with BatchNorm momentum 0 (`sampling.inference_variables`)."""
   if isinstance(generator, Reconstructing):
     return generator.clone(generator=batch_statistics_network(generator.generator))
   return generator.clone(batch_norm_momentum=0.0)

@@ -17,7 +17,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from gan_jax import train
+from gan_jax import sampling, train
 
 PLATFORMS = ('cpu', 'cuda', 'tpu')
 FILE = 'generator.jax'
@@ -28,8 +28,8 @@ def export_generator(state: train.GANState, platforms: tuple[str, ...] = PLATFOR
   """The generator as a `jax.export.Exported`: (noise (B, noise_dim) float32,
   labels (B,) int32; ignored by an unconditional generator) -> images
   (B, 28, 28, 1) float32 in [-1, 1], for any batch size B."""
-  # The variables `train.generate` samples with, so the file draws the same images.
-  variables = jax.device_get(train.sampling_variables(state))
+  # The variables `sampling.generate` samples with, so the file draws the same images.
+  variables = jax.device_get(sampling.inference_variables(state))
   apply_fn = state.generator.apply_fn
 
   def generate(z: jax.Array, labels: jax.Array) -> jax.Array:

@@ -28,7 +28,7 @@ from flax import struct
 from flax.training import train_state
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from gan_jax import config as config_lib, datasets, models
+from gan_jax import config as config_lib, datasets, models, presets
 from gan_jax.config import Config
 
 Metrics = dict[str, jnp.ndarray]
@@ -63,7 +63,7 @@ class GANState:
   mode_seeking: float = struct.field(pytree_node=False, default=0.0)
   reconstruction: float = struct.field(pytree_node=False, default=0.0)
   # The generator's apply function with BatchNorm momentum 0: a training-mode
-  # call stores its batch's statistics (`sampling_variables`). None without BatchNorm.
+  # call stores its batch's statistics (`sampling.inference_variables`). None without BatchNorm.
   batch_statistics_fn: Any = struct.field(pytree_node=False, default=None)
   # Those statistics average this many batches of this many images.
   standing_stats_batches: int = struct.field(pytree_node=False, default=0)
@@ -81,14 +81,6 @@ def _init(module: Any, rng: jax.Array, *inputs: jax.Array) -> dict[str, Any]:
   compiled on its own: seconds on CPU); the module is a static argument, so
   a second state of the same network reuses the compilation."""
   return module.init(rng, *inputs, train=False)
-
-
-# The images per batch of the standing statistics: the training batch size for
-# an unconditional generator (the variance of a batch of B is (B-1)/B of the
-# population's, and it learned with that), 500 for a conditional one (a class
-# mix like an evaluation batch's). Each the better of those measured
-# (docs/quality.md, "Sampling statistics").
-CONDITIONAL_STANDING_BATCH = 500
 
 
 def create_state(config: Config, rng: jax.Array) -> GANState:
@@ -119,7 +111,9 @@ def create_state(config: Config, rng: jax.Array) -> GANState:
 
   g_state = make(generator, g_vars)
   has_batch_norm = bool(g_vars.get('batch_stats'))
-  standing = CONDITIONAL_STANDING_BATCH if num_classes else config.batch_size
+  # The images per batch of the standing statistics (None: the training batch's).
+  standing = (presets.get(config.dataset, config.conditional).standing_batch
+              or config.batch_size)
   return GANState(generator=g_state,
                   discriminator=make(discriminator, d_vars),
                   generator_ema=jax.tree_util.tree_map(jnp.copy, g_state.params),
@@ -161,7 +155,7 @@ def _noise(state: GANState, rng: jax.Array, batch_size: int) -> jax.Array:
   return jax.random.normal(jax.random.fold_in(rng, 0), (batch_size, state.noise_dim))
 
 
-def _generate_train(g: TrainState, params: Any, z: jax.Array, labels: jax.Array
+def generate_train(g: TrainState, params: Any, z: jax.Array, labels: jax.Array
                     ) -> tuple[jax.Array, Any]:
   """Generator forward in training mode; returns images and new batch stats."""
   images, updates = g.apply_fn(_variables(g, params), z, labels, train=True,
@@ -317,7 +311,7 @@ def discriminator_step(state: GANState, batch: Batch, rng: jax.Array
     The new state and {'d_loss', 'd_acc'} (accuracy over real and fake).
   """
   labels = generator_labels(state, batch['label'])
-  fake, _ = _generate_train(state.generator, state.generator.params,
+  fake, _ = generate_train(state.generator, state.generator.params,
                             _noise(state, rng, batch['image'].shape[0]), labels)
   return _discriminator_update(state, batch, fake, labels, rng)
 
@@ -340,7 +334,7 @@ def generator_step(state: GANState, batch: Batch, rng: jax.Array
   labels = generator_labels(state, batch['label'])
 
   def loss_fn(params):
-    fake, batch_stats = _generate_train(g, params, z, labels)
+    fake, batch_stats = generate_train(g, params, z, labels)
     loss = _fooling_loss(state, fake, z, labels, rng)
     if state.reconstruction:
       loss += state.reconstruction * reconstruction_loss(g, params, batch)
@@ -364,7 +358,7 @@ def train_step(state: GANState, batch: Batch, rng: jax.Array
   z = _noise(state, rng, batch['image'].shape[0])
   labels = generator_labels(state, batch['label'])
   fake, pull_back, batch_stats = jax.vjp(
-      lambda params: _generate_train(g, params, z, labels), g.params, has_aux=True)
+      lambda params: generate_train(g, params, z, labels), g.params, has_aux=True)
   state, d_metrics = _discriminator_update(state, batch, fake, labels, rng)
   g_loss, d_fake = jax.value_and_grad(_fooling_loss, argnums=1)(
       state, fake, z, labels, rng)
@@ -412,69 +406,6 @@ def epoch_batches(key: jax.Array, num_examples: int, steps: int, batch_size: int
   """
   perm = jax.random.permutation(key, num_examples)
   return perm[:steps * batch_size].reshape(steps, batch_size).astype(jnp.int32)
-
-
-@jax.jit
-def sampling_variables(state: GANState) -> dict[str, Any]:
-  """The variables the generator samples with, in inference mode (train=False).
-
-  The EMA (or raw) weights and, with BatchNorm, standing statistics (as BigGAN
-  samples): each BatchNorm's batch mean and variance under these weights,
-  averaged over batches from a fixed key (`standing_stats_batch_size` images
-  each, mixed labels). So an image depends on its own noise and label only;
-  the running averages are not used, as they follow the raw weights.
-  """
-  params = state.sampling_params
-  if state.batch_statistics_fn is None:
-    return {'params': params}
-  size = state.standing_stats_batch_size
-
-  def batch_statistics(i):
-    z = jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(0), i), (size, state.noise_dim))
-    labels = (jnp.arange(size, dtype=jnp.int32) + i * size) % max(state.num_classes, 1)
-    _, updates = state.batch_statistics_fn(
-        {'params': params, 'batch_stats': state.generator.batch_stats}, z, labels,
-        train=True, mutable=['batch_stats'])
-    return updates['batch_stats']
-
-  stats = jax.lax.map(batch_statistics, jnp.arange(state.standing_stats_batches))
-  return {'params': params,
-          'batch_stats': jax.tree_util.tree_map(lambda x: x.mean(axis=0), stats)}
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _generate_batch(apply_fn: Any, variables: dict[str, Any], z: jax.Array,
-                    labels: jax.Array) -> jax.Array:
-  return apply_fn(variables, z, labels, train=False)
-
-
-def generate(state: GANState, z: jax.Array, labels: Any = None, batch_size: int = 500,
-             variables: dict[str, Any] | None = None) -> np.ndarray:
-  """Generated images for noise `z` (and, if conditional, `labels`), in batches
-  of `batch_size`.
-
-  Each image is a function of its own noise and label (`sampling_variables`,
-  computed here unless `variables` gives them), so batch size and make-up do
-  not change it beyond float rounding.
-  """
-  z = np.asarray(z, np.float32)
-  if labels is None:
-    if state.num_classes:
-      raise ValueError('a conditional generator needs the labels to generate')
-    labels = np.zeros(len(z), np.int32)
-  labels = np.asarray(labels, np.int32)
-  if variables is None:
-    variables = sampling_variables(state)
-  out = [np.asarray(_generate_batch(state.generator.apply_fn, variables,
-                                    jnp.asarray(z[start:start + batch_size]),
-                                    jnp.asarray(labels[start:start + batch_size])))
-         for start in range(0, len(z), batch_size)]
-  return np.concatenate(out)
-
-
-def sample_noise(key: jax.Array, n: int, noise_dim: int, scale: float = 1.0) -> jax.Array:
-  """Normal generator input with standard deviation `scale` (training's: 1)."""
-  return scale * jax.random.normal(key, (n, noise_dim))
 
 
 def make_mesh() -> Mesh:

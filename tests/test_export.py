@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gan_jax import classifier_store, export, trainer
+from gan_jax import classifier_store, evaluate, export, sampling, trainer
 from gan_jax.config import Config
 
 pytestmark = pytest.mark.slow
@@ -31,7 +31,7 @@ def runs(tmp_path_factory):
   TFDS faked for the whole module."""
   from mock_tfds import fake_datasets
   root = tmp_path_factory.mktemp('runs')
-  cas_images, trainer.CAS_IMAGES = trainer.CAS_IMAGES, 200  # The run's own CAS: small.
+  cas_images, evaluate.CAS_IMAGES = evaluate.CAS_IMAGES, 200  # The run's own CAS: small.
   cache, os.environ['XDG_CACHE_HOME'] = (os.environ.get('XDG_CACHE_HOME'),
                                          str(root / 'cache'))  # Not the user's cache.
   with fake_datasets():
@@ -44,7 +44,7 @@ def runs(tmp_path_factory):
                       conditional=name == 'conditional')
       trainer.train_and_evaluate(config, log=_quiet)
       out[name] = config
-    trainer.CAS_IMAGES = cas_images
+    evaluate.CAS_IMAGES = cas_images
     yield out
   if cache is None:
     del os.environ['XDG_CACHE_HOME']
@@ -166,7 +166,7 @@ def test_unconditional_export_labels_with_the_classifier_and_drops_unsure_images
 
 def test_noise_scale_draws_the_generator_on_scaled_noise_and_is_recorded(runs, tmp_path):
   import jax
-  from gan_jax import images, train
+  from gan_jax import images
   config = runs['conditional'].replace(num_samples=30, seed=2)
   plain = export.export_from_run(config.replace(export_dir=str(tmp_path / 'plain')),
                                  log=_quiet)
@@ -180,10 +180,10 @@ def test_noise_scale_draws_the_generator_on_scaled_noise_and_is_recorded(runs, t
   assert np.array_equal(x['plain']['y'], x['wide']['y'])
   assert not np.array_equal(x['plain']['x'], x['wide']['x'])
   # The same noise, 1.5 times as large, through the generator.
-  state, _, _ = trainer.load_latest_run(config, log=_quiet)
-  key = jax.random.fold_in(trainer._keys(config.seed)['sample'], export._STREAM)
-  z = 1.5 * np.asarray(train.sample_noise(key, 30, state.noise_dim))
-  expected = images.to_uint8(train.generate(state, z, x['wide']['y'].astype(np.int32)))[..., 0]
+  state, _, _ = sampling.load_latest_run(config, log=_quiet)
+  key = jax.random.fold_in(sampling.keys(config.seed)['sample'], export.NOISE_STREAM)
+  z = 1.5 * np.asarray(sampling.sample_noise(key, 30, state.noise_dim))
+  expected = images.to_uint8(sampling.generate(state, z, x['wide']['y'].astype(np.int32)))[..., 0]
   # Equal up to the rounding of one pixel level (float summation order).
   assert np.abs(expected.astype(int) - x['wide']['x']).max() <= 1
 

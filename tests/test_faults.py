@@ -18,7 +18,8 @@ import time
 
 import pytest
 
-from gan_jax import checkpoints, errors, files, input_pipeline, trainer
+from gan_jax import checkpoints, errors, files, input_pipeline, sampling, trainer
+from gan_jax import workdir as workdir_lib
 from gan_jax.config import Config
 
 pytestmark = pytest.mark.slow
@@ -159,10 +160,10 @@ def test_what_a_failed_first_checkpoint_can_leave_does_not_block_the_same_comman
   (workdir / 'checkpoints' / '1.orbax-checkpoint-tmp' / 'state').mkdir(parents=True)
   (workdir / 'error.log').write_text('Traceback ...')
   (workdir / '.tmp-xyzmetrics.jsonl').write_text('')
-  trainer.prepare_workdir(Config(workdir=str(workdir)), log=_quiet)  # No refusal.
+  workdir_lib.Workdir(str(workdir), main=True, created=()).prepare(Config(workdir=str(workdir)), log=_quiet)  # No refusal.
   (workdir / 'run.json').write_text('{}')
   with pytest.raises(trainer.RunError, match=r'holds outputs of a run \(run.json\)'):
-    trainer.prepare_workdir(Config(workdir=str(workdir)), log=_quiet)
+    workdir_lib.Workdir(str(workdir), main=True, created=()).prepare(Config(workdir=str(workdir)), log=_quiet)
 
 
 def test_a_failed_checkpoint_is_not_logged_as_done_and_the_run_resumes_from_the_last(
@@ -244,7 +245,7 @@ def test_sample_mode_failing_to_write_is_one_line(
   workdir = _copy(trained, tmp_path)
   monkeypatch.setattr(files, 'write_bytes', _raiser(code, real=files.write_bytes))
   with pytest.raises(errors.WriteError) as info:
-    trainer.sample_from_run(_config(workdir, mock_data_dir, classifier_dir, num_samples=3),
+    sampling.sample_from_run(_config(workdir, mock_data_dir, classifier_dir, num_samples=3),
                             log=_quiet)
   message = _one_line(info.value)
   assert message.startswith(f'sampling failed while writing {workdir / "samples"}')
@@ -352,7 +353,7 @@ def test_a_damaged_latest_checkpoint_is_set_aside_and_the_run_resumes_from_the_p
     f.seek(os.path.getsize(data_file) // 2)
     f.write(b'\xff' * 8)
   read = []  # A reader (--mode=sample) takes the newest intact one and renames nothing.
-  trainer.sample_from_run(_config(damaged, mock_data_dir, classifier_dir, num_samples=2),
+  sampling.sample_from_run(_config(damaged, mock_data_dir, classifier_dir, num_samples=2),
                           log=read.append)
   assert 'checkpoint 2 in' in read[0] and 'damaged' in read[0]
   assert 'from the generator of epoch 1' in read[-1]

@@ -28,3 +28,21 @@ def test_jsonl_round_trip_and_file_mode(tmp_path):
   files.write_jsonl(path, [{'epoch': 1}, {'epoch': 2}])
   assert files.read_jsonl(path) == [{'epoch': 1}, {'epoch': 2}]
   assert os.stat(path).st_mode & 0o044  # Readable by others, unlike mkstemp's 0600.
+
+
+def test_append_jsonl_adds_a_line_and_a_failed_append_leaves_whole_lines(tmp_path, monkeypatch):
+  path = str(tmp_path / 'metrics.jsonl')
+  files.write_jsonl(path, [{'epoch': 1}])
+  inode = os.stat(path).st_ino
+  files.append_jsonl(path, {'epoch': 2})
+  assert files.read_jsonl(path) == [{'epoch': 1}, {'epoch': 2}]
+  assert os.stat(path).st_ino == inode  # Appended to, not replaced.
+
+  def disk_full(fd):
+    raise OSError(28, 'No space left on device')
+
+  monkeypatch.setattr(os, 'fsync', disk_full)
+  with pytest.raises(OSError):
+    files.append_jsonl(path, {'epoch': 3, 'pad': 'x' * 10_000})
+  monkeypatch.undo()
+  assert files.read_jsonl(path) == [{'epoch': 1}, {'epoch': 2}]

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gan_jax import datasets, models, train
+from gan_jax import datasets, models, sampling, train
 from gan_jax.config import ARCHS, Config
 
 
@@ -62,7 +62,7 @@ def test_bfloat16_compute_keeps_float32_parameters_and_outputs(arch):
   state = train.create_state(Config(arch=arch, dtype='bfloat16'), jax.random.PRNGKey(0))
   leaves = jax.tree_util.tree_leaves(state.generator.params)
   assert all(leaf.dtype == jnp.float32 for leaf in leaves)
-  images = train.generate(state, jnp.zeros((2, 100)))
+  images = sampling.generate(state, jnp.zeros((2, 100)))
   assert images.shape == (2, 28, 28, 1) and images.dtype == jnp.float32
 
 

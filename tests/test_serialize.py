@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from gan_jax import serialize, train
+from gan_jax import sampling, serialize, train
 from gan_jax.config import ARCHS, Config
 
 # Only jax and numpy: what a user of an exported generator has.
@@ -44,7 +44,7 @@ def test_serialized_generator_gives_the_librarys_images_in_a_process_without_gan
   assert result.stdout.split()[-1] == 'cpu,cuda,tpu'
   out = np.load(tmp_path / 'out.npy')
   assert out.shape == (7, 28, 28, 1)
-  np.testing.assert_allclose(out, train.generate(state, z, labels), atol=1e-5)
+  np.testing.assert_allclose(out, sampling.generate(state, z, labels), atol=1e-5)
 
 
 @pytest.mark.slow

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gan_jax import config as config_lib, train
+from gan_jax import config as config_lib, sampling, train
 from gan_jax.config import Config
 
 
@@ -153,75 +153,6 @@ def test_training_is_deterministic_given_the_seed():
     np.testing.assert_array_equal(x, y)
 
 
-def test_sample_noise_is_standard_normal_times_its_scale():
-  key = jax.random.PRNGKey(3)
-  z = np.asarray(train.sample_noise(key, 4000, 50))
-  assert abs(z.std() - 1) < 0.02 and abs(z.mean()) < 0.02  # 200,000 draws: 5 sigma.
-  np.testing.assert_allclose(np.asarray(train.sample_noise(key, 4000, 50, 0.5)), 0.5 * z,
-                             rtol=1e-6)
-
-
-def test_generate_in_batches_with_an_uneven_last_batch():
-  state = _state('mlp')
-  z = jax.random.normal(jax.random.PRNGKey(0), (7, 100))
-  out = train.generate(state, z, batch_size=4)
-  assert out.shape == (7, 28, 28, 1)
-  np.testing.assert_allclose(out[4:], train.generate(state, z[4:], batch_size=4), atol=1e-6)
-
-
-@pytest.mark.parametrize('conditional', [False, True])
-@pytest.mark.parametrize('arch', ['dcgan', 'mlp', 'mlp_bn'])
-def test_an_image_depends_on_its_own_noise_and_label_only(arch, conditional):
-  state = _state(arch, conditional=conditional)
-  z = np.asarray(jax.random.normal(jax.random.PRNGKey(0), (1000, 100)))
-  mixed = np.arange(1000) % 10
-  variables = train.sampling_variables(state)  # What generate computes: the same each call.
-  alone = train.generate(state, z[:1], mixed[:1], variables=variables)[0]
-  in_mixed_batch = train.generate(state, z, mixed, batch_size=1000, variables=variables)[0]
-  own = np.full(1000, mixed[0])  # A batch of its own label (the same noise everywhere).
-  in_own_batch = train.generate(state, np.repeat(z[:1], 1000, axis=0), own, batch_size=1000,
-                                variables=variables)[0]
-  # float32 rounding of a few layers of products of length <= 12,800 (the DCGAN's
-  # dense input is 100 or 132 wide, its convolutions 25 * 256): far below 1e-4.
-  np.testing.assert_allclose(in_mixed_batch, alone, atol=1e-4)
-  np.testing.assert_allclose(in_own_batch, alone, atol=1e-4)
-  # A single image still spreads over the pixel range (not a flat grey square).
-  assert alone.std() > 0.05
-
-
-def test_standing_statistics_are_the_mean_batch_statistics_of_the_sampling_weights():
-  state = _state('mlp_bn', conditional=True, ema_decay=0.9)
-  state, _ = train.run_chunk(state, _batches(), jax.random.PRNGKey(7))
-  running = jax.device_get(state.generator.batch_stats)
-  stats = train.sampling_variables(state)['batch_stats']['bn0']
-  # The plain definition for the first BatchNorm: its input is dense0 of
-  # [noise, label embedding], under the EMA weights, over each standing batch.
-  ema = jax.device_get(state.generator_ema)
-  # A conditional generator's: batches of 500, as many as make 100,000 images.
-  size = state.standing_stats_batch_size
-  assert size == train.CONDITIONAL_STANDING_BATCH == 500
-  # An unconditional one's: batches of the training batch size.
-  unconditional = _state('mlp_bn', batch_size=48)
-  assert unconditional.standing_stats_batch_size == 48
-  assert unconditional.standing_stats_batches == -(-100_000 // 48)
-  assert state.standing_stats_batches * size >= 100_000
-  keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.PRNGKey(0), i))(
-      jnp.arange(state.standing_stats_batches))
-  zs = np.asarray(jax.vmap(lambda k: jax.random.normal(k, (size, 100)))(keys))
-  labels = np.arange(zs.shape[0] * size).reshape(-1, size) % 10
-  x = np.concatenate([zs, ema['label_embedding']['embedding'][labels]], axis=-1)
-  h = x @ ema['dense0']['kernel'] + ema['dense0']['bias']  # (batches, size, 256)
-  means, variances = h.mean(axis=1), h.var(axis=1)
-  np.testing.assert_allclose(stats['mean'], np.mean(means, axis=0), rtol=1e-4, atol=1e-5)
-  np.testing.assert_allclose(stats['var'], np.mean(variances, axis=0), rtol=1e-4, atol=1e-5)
-  # Sampling reads the running averages of training, and leaves them as they are.
-  train.generate(state, np.zeros((4, 100), np.float32), [0, 1, 2, 3])
-  for a, b in zip(jax.tree_util.tree_leaves(running),
-                  jax.tree_util.tree_leaves(state.generator.batch_stats)):
-    np.testing.assert_array_equal(a, b)
-  assert not np.allclose(running['bn0']['mean'], stats['mean'], atol=1e-3)
-
-
 def test_generator_ema_follows_the_parameters_with_a_warm_up():
   state = _state('mlp', ema_decay=0.999)
   init = jax.device_get(state.generator.params)
@@ -246,9 +177,9 @@ def test_samples_use_the_ema_unless_it_is_off():
                   jax.tree_util.tree_leaves(without.generator.params)):
     np.testing.assert_array_equal(a, b)
   raw = without.replace(ema_decay=0.0)
-  np.testing.assert_allclose(train.generate(without, z), train.generate(with_ema.replace(
+  np.testing.assert_allclose(sampling.generate(without, z), sampling.generate(with_ema.replace(
       generator_ema=with_ema.generator.params), z), atol=1e-6)
-  assert not np.allclose(train.generate(with_ema, z), train.generate(raw, z), atol=1e-4)
+  assert not np.allclose(sampling.generate(with_ema, z), sampling.generate(raw, z), atol=1e-4)
 
 
 def test_label_smoothing_lowers_the_target_for_real_images():
@@ -329,13 +260,13 @@ def test_conditional_generator_needs_labels_and_follows_them():
   state = _state('mlp', conditional=True)
   z = jnp.zeros((4, 100))
   with pytest.raises(ValueError, match='needs the labels'):
-    train.generate(state, z)
-  threes, sevens = train.generate(state, z, [3] * 4), train.generate(state, z, [7] * 4)
+    sampling.generate(state, z)
+  threes, sevens = sampling.generate(state, z, [3] * 4), sampling.generate(state, z, [7] * 4)
   assert threes.shape == (4, 28, 28, 1)
   assert not np.allclose(threes, sevens)  # The same noise, another class.
   # An unconditional generator ignores labels.
   plain = _state('mlp')
-  np.testing.assert_array_equal(train.generate(plain, z, [3] * 4), train.generate(plain, z))
+  np.testing.assert_array_equal(sampling.generate(plain, z, [3] * 4), sampling.generate(plain, z))
 
 
 def test_each_loss_is_its_formula_on_a_tiny_input():

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gan_jax import checkpoints, config as config_lib, files, trainer
+from gan_jax import checkpoints, config as config_lib, evaluate, files, sampling, trainer
 from gan_jax.config import Config
 
 pytestmark = pytest.mark.slow
@@ -92,6 +92,7 @@ def test_a_run_writes_every_output(tmp_path, mock_data_dir, classifier_dir):
   with open(os.path.join(workdir, 'run.json')) as f:
     info = json.load(f)
   assert info['config']['arch'] == 'mlp' and 'jax' in info['versions']
+  assert info['preset'] == 'mnist'  # The preset the unset settings came from.
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['1', '2']
   leftovers = [n for _, _, names in os.walk(workdir) for n in names if n.startswith('.tmp-')]
   assert not leftovers
@@ -198,16 +199,16 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
 def test_sample_mode_writes_n_images_deterministically(tmp_path, mock_data_dir, classifier_dir):
   config = _config(tmp_path, mock_data_dir, classifier_dir, epochs=1)
   trainer.train_and_evaluate(config, log=_quiet)
-  paths = trainer.sample_from_run(config.replace(num_samples=7, sample_dir=str(tmp_path / 's1')),
+  paths = sampling.sample_from_run(config.replace(num_samples=7, sample_dir=str(tmp_path / 's1')),
                                   log=_quiet)
   assert len(paths) == 7 and all(os.path.exists(p) for p in paths)
-  again = trainer.sample_from_run(config.replace(num_samples=7, sample_dir=str(tmp_path / 's2')),
+  again = sampling.sample_from_run(config.replace(num_samples=7, sample_dir=str(tmp_path / 's2')),
                                   log=_quiet)
   for p, q in zip(paths, again):
     assert np.array_equal(np.asarray(Image.open(p)), np.asarray(Image.open(q)))
   assert Image.open(paths[0]).size == (28, 28)
   lines = []
-  narrow = trainer.sample_from_run(config.replace(num_samples=7, noise_scale=0.5,
+  narrow = sampling.sample_from_run(config.replace(num_samples=7, noise_scale=0.5,
                                                   sample_dir=str(tmp_path / 's3')),
                                    log=lines.append)
   assert lines[-1].endswith('(noise scale 0.5)')
@@ -217,7 +218,7 @@ def test_sample_mode_writes_n_images_deterministically(tmp_path, mock_data_dir, 
 
 def test_conditional_run_grids_a_class_per_row_and_samples_a_requested_class(
     tmp_path, mock_data_dir, classifier_dir, monkeypatch):
-  monkeypatch.setattr(trainer, 'CAS_IMAGES', 500)  # The CAS of 10,000 takes a minute.
+  monkeypatch.setattr(evaluate, "CAS_IMAGES", 500)  # The CAS of 10,000 takes a minute.
   config = _config(tmp_path, mock_data_dir, classifier_dir, conditional=True, epochs=1)
   lines = []
   report = trainer.train_and_evaluate(config, log=lines.append)
@@ -247,13 +248,13 @@ def test_conditional_run_grids_a_class_per_row_and_samples_a_requested_class(
                  if n.startswith('img_'))
   assert len(final) == 100
   # The grid rows are the classes: the same noise per column, another label per row.
-  rows = trainer.class_rows(config, 10)
+  rows = sampling.class_rows(config, 10)
   assert rows.tolist() == [c for c in range(10) for _ in range(10)]
-  noise = np.asarray(trainer.grid_noise(config, trainer._keys(0)['grid']))
+  noise = np.asarray(sampling.grid_noise(config, sampling.keys(0)['grid']))
   np.testing.assert_array_equal(noise[:10], noise[10:20])
-  sevens = trainer.sample_from_run(config.replace(num_samples=4, label=7,
+  sevens = sampling.sample_from_run(config.replace(num_samples=4, label=7,
                                                   sample_dir=str(tmp_path / 's7')), log=_quiet)
-  threes = trainer.sample_from_run(config.replace(num_samples=4, label=3,
+  threes = sampling.sample_from_run(config.replace(num_samples=4, label=3,
                                                   sample_dir=str(tmp_path / 's3')), log=_quiet)
   assert len(sevens) == 4
   # The same noise, another class: other images.
@@ -277,7 +278,7 @@ def test_a_run_without_arch_trains_and_records_its_datasets_default_network(
 
 def test_sample_mode_without_checkpoint_is_an_error(tmp_path):
   with pytest.raises(trainer.RunError, match='no checkpoint'):
-    trainer.sample_from_run(Config(workdir=str(tmp_path)), log=_quiet)
+    sampling.sample_from_run(Config(workdir=str(tmp_path)), log=_quiet)
 
 
 def test_workdir_that_is_a_file_is_refused(tmp_path, mock_data_dir, classifier_dir):
@@ -294,13 +295,6 @@ def test_batch_larger_than_dataset_is_refused_before_writing(tmp_path, mock_data
   with pytest.raises(trainer.RunError, match='larger than the 100 training examples'):
     trainer.train_and_evaluate(config, log=_quiet)
   assert not os.path.exists(config.workdir)
-
-
-def test_epoch_line_format():
-  line = trainer.format_epoch_line(10, 50, {'d_loss': 0.531, 'd_acc': 0.78125, 'g_loss': 1.2449})
-  assert line == 'Epoch 10/50 | D_loss: 0.53 | D_acc: 78.12% | G_loss: 1.24'
-  assert trainer.format_epoch_line(1, 2, {'d_loss': 1, 'd_acc': 1, 'g_loss': 0},
-                                   ('3.0s',)).endswith(' | 3.0s')
 
 
 def test_run_failing_before_its_first_checkpoint_leaves_nothing_in_the_way(
@@ -366,7 +360,7 @@ def test_sample_mode_draws_the_requested_class_and_single_images_look_real(
                                             log=_quiet).classifier.predict
   drawn = {}
   for k in (3, 7):
-    paths = trainer.sample_from_run(config.replace(
+    paths = sampling.sample_from_run(config.replace(
         num_samples=200, label=k, sample_dir=str(tmp_path / f'class{k}')), log=_quiet)
     drawn[k] = np.stack([_png(p) for p in paths]).astype(np.float32) / 127.5 - 1
     agreement = np.mean(classify(drawn[k][..., None]) == k)
@@ -374,7 +368,7 @@ def test_sample_mode_draws_the_requested_class_and_single_images_look_real(
   assert np.mean(np.abs(drawn[3] - drawn[7])) > 0.1  # The same noise, another class.
   # The evaluation (single-class batches too) agrees.
   assert report['final']['label_agreement'] > 0.5
-  (single,) = trainer.sample_from_run(config.replace(
+  (single,) = sampling.sample_from_run(config.replace(
       num_samples=1, label=8, sample_dir=str(tmp_path / 'one')), log=_quiet)
   pixels = _png(single)
   # Real digits: black background, white strokes (0 and 255 both present).
@@ -387,21 +381,21 @@ def test_a_checkpoint_from_before_the_reconstruction_term_resumes_and_loads_with
   meta = {'config': {k: getattr(resolved, k) for k in config_lib.RESUME_FIELDS
                      if k != 'reconstruction'}}
   with pytest.raises(trainer.RunError, match='to continue it, pass --reconstruction=0.0;'):
-    trainer._check_resumable(meta, resolved, 'ckpt')  # pylint: disable=protected-access
-  trainer._check_resumable(meta, resolved.replace(reconstruction=0.0), 'ckpt')  # pylint: disable=protected-access
+    checkpoints.check_resumable(meta, resolved, 'ckpt')  # pylint: disable=protected-access
+  checkpoints.check_resumable(meta, resolved.replace(reconstruction=0.0), 'ckpt')  # pylint: disable=protected-access
   # Sampling and export rebuild such a run's generator without an encoder.
-  assert trainer._saved_config(meta)['reconstruction'] == 0.0  # pylint: disable=protected-access
+  assert checkpoints.saved_config(meta)['reconstruction'] == 0.0  # pylint: disable=protected-access
 
 
 def test_a_checkpoint_from_before_mode_seeking_resumes_only_without_it():
   resolved = config_lib.resolve(Config(dataset='mnist'))
   meta = {'config': {k: getattr(resolved, k) for k in config_lib.RESUME_FIELDS
                      if k not in ('mode_seeking', 'class_loss_weight')}}
-  trainer._check_resumable(meta, resolved, 'ckpt')  # pylint: disable=protected-access
+  checkpoints.check_resumable(meta, resolved, 'ckpt')  # pylint: disable=protected-access
   with pytest.raises(trainer.RunError, match='mode_seeking: checkpoint 0.0, now 1.0'):
-    trainer._check_resumable(meta, resolved.replace(mode_seeking=1.0), 'ckpt')  # pylint: disable=protected-access
+    checkpoints.check_resumable(meta, resolved.replace(mode_seeking=1.0), 'ckpt')  # pylint: disable=protected-access
   # The error names the flags that continue the run.
   with pytest.raises(trainer.RunError,
                      match='to continue it, pass --conditional=false --mode_seeking=0.0;'):
-    trainer._check_resumable(meta, resolved.replace(mode_seeking=1.0, conditional=True),  # pylint: disable=protected-access
+    checkpoints.check_resumable(meta, resolved.replace(mode_seeking=1.0, conditional=True),  # pylint: disable=protected-access
                              'ckpt')

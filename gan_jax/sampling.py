@@ -1,0 +1,209 @@
+"""How images are drawn: the generator in inference mode (`generate`), the
+key streams of --seed, the fixed noise of the sample grids, a trained run's
+generator loaded for drawing, and --mode=sample.
+
+  python run.py --mode=sample --workdir=RUN --num_samples=1000 --sample_dir=DIR
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gan_jax import checkpoints, datasets, images, train, workdir_lock
+from gan_jax import workdir as workdir_lib
+from gan_jax.config import Config
+from gan_jax.errors import RunError
+
+Log = Callable[[str], None]
+
+GRID_SIDE = 5  # The fixed 5x5 grid (a conditional run: 10x10, a class per row).
+# The key streams of a run, each its own use of --seed.
+KEY_STREAMS = ('init', 'shuffle', 'train', 'grid', 'eval', 'final', 'sample')
+
+
+@jax.jit
+def inference_variables(state: train.GANState) -> dict[str, Any]:
+  """The variables the generator samples with, in inference mode (train=False).
+
+  The EMA (or raw) weights and, with BatchNorm, standing statistics (as BigGAN
+  samples): each BatchNorm's batch mean and variance under these weights,
+  averaged over batches from a fixed key (`standing_stats_batch_size` images
+  each, mixed labels). So an image depends on its own noise and label only;
+  the running averages are not used, as they follow the raw weights.
+  """
+  params = state.sampling_params
+  if state.batch_statistics_fn is None:
+    return {'params': params}
+  size = state.standing_stats_batch_size
+
+  def batch_statistics(i):
+    z = jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(0), i), (size, state.noise_dim))
+    labels = (jnp.arange(size, dtype=jnp.int32) + i * size) % max(state.num_classes, 1)
+    _, updates = state.batch_statistics_fn(
+        {'params': params, 'batch_stats': state.generator.batch_stats}, z, labels,
+        train=True, mutable=['batch_stats'])
+    return updates['batch_stats']
+
+  stats = jax.lax.map(batch_statistics, jnp.arange(state.standing_stats_batches))
+  return {'params': params,
+          'batch_stats': jax.tree_util.tree_map(lambda x: x.mean(axis=0), stats)}
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _generate_batch(apply_fn: Any, variables: dict[str, Any], z: jax.Array,
+                    labels: jax.Array) -> jax.Array:
+  return apply_fn(variables, z, labels, train=False)
+
+
+def generate(state: train.GANState, z: jax.Array, labels: Any = None, batch_size: int = 500,
+             variables: dict[str, Any] | None = None) -> np.ndarray:
+  """Generated images for noise `z` (and, if conditional, `labels`), in batches
+  of `batch_size`.
+
+  Each image is a function of its own noise and label (`inference_variables`,
+  computed here unless `variables` gives them), so batch size and make-up do
+  not change it beyond float rounding.
+  """
+  z = np.asarray(z, np.float32)
+  if labels is None:
+    if state.num_classes:
+      raise ValueError('a conditional generator needs the labels to generate')
+    labels = np.zeros(len(z), np.int32)
+  labels = np.asarray(labels, np.int32)
+  if variables is None:
+    variables = inference_variables(state)
+  out = [np.asarray(_generate_batch(state.generator.apply_fn, variables,
+                                    jnp.asarray(z[start:start + batch_size]),
+                                    jnp.asarray(labels[start:start + batch_size])))
+         for start in range(0, len(z), batch_size)]
+  return np.concatenate(out)
+
+
+def sample_noise(key: jax.Array, n: int, noise_dim: int, scale: float = 1.0) -> jax.Array:
+  """Normal generator input with standard deviation `scale` (training's: 1)."""
+  return scale * jax.random.normal(key, (n, noise_dim))
+
+
+def keys(seed: int) -> dict[str, jax.Array]:
+  """Independent keys for each use (`KEY_STREAMS`), all derived from --seed."""
+  root = jax.random.PRNGKey(seed)
+  return {name: jax.random.fold_in(root, i) for i, name in enumerate(KEY_STREAMS)}
+
+
+def class_rows(config: Config, columns: int) -> np.ndarray | None:
+  """The labels of a conditional grid with one class per row, `columns` images
+  each (0, 0, ..., 1, 1, ...); None for an unconditional run."""
+  if not config.conditional:
+    return None
+  return np.repeat(np.arange(datasets.NUM_CLASSES), columns)
+
+
+def grid_side(config: Config) -> int:
+  """Rows (= columns) of the sample grids: 5, or one row per class."""
+  return datasets.NUM_CLASSES if config.conditional else GRID_SIDE
+
+
+def grid_noise(config: Config, key: jax.Array) -> jax.Array:
+  """The fixed noise of the sample grids: 25 vectors, or for a conditional run
+  10 vectors repeated on every class row (a column keeps its noise)."""
+  if not config.conditional:
+    return sample_noise(key, GRID_SIDE ** 2, config.noise_dim)
+  z = sample_noise(key, datasets.NUM_CLASSES, config.noise_dim)
+  return np.tile(np.asarray(z), (datasets.NUM_CLASSES, 1))
+
+
+def initial_progress(config: Config, run_keys: dict[str, jax.Array], mesh=None
+                     ) -> checkpoints.Progress:
+  """A new run's starting point; with a mesh, its arrays replicated on it (the
+  form every process saves and restores checkpoints in)."""
+  state = train.create_state(config, run_keys['init'])
+  fixed_noise = grid_noise(config, run_keys['grid'])
+  if mesh is not None:
+    state = train.replicate(state, mesh)
+    fixed_noise = train.replicate(np.asarray(fixed_noise), mesh)
+  return checkpoints.Progress(state=state, fixed_noise=fixed_noise, history=[],
+                              start_epoch=0)
+
+
+def load_latest_run(config: Config, log: Log = print
+                    ) -> tuple[train.GANState, Config, int]:
+  """The generator state of the newest intact checkpoint in `config.workdir`,
+  the run's own configuration (from the checkpoint) and its epoch: what
+  --mode=sample and --mode=export start from. The caller holds the workdir.
+
+  Raises:
+    RunError: no checkpoint, or `config.label` asked of an unconditional run.
+    checkpoints.CheckpointError: the checkpoints are damaged.
+  """
+  workdir = os.path.abspath(config.workdir)
+  if not checkpoints.has_checkpoint(workdir):
+    raise RunError(f'--workdir={config.workdir} holds no checkpoint '
+                   f'({checkpoints.checkpoint_dir(workdir)} is missing or empty); '
+                   'train a run there first')
+  manager = checkpoints.make_manager(workdir, create=False)
+  epoch = checkpoints.intact_for_reading(manager, workdir, log)
+  meta = checkpoints.read_meta(manager, epoch)
+  run_config = Config(**{k: v for k, v in checkpoints.saved_config(meta).items()
+                         if k in Config.__dataclass_fields__})
+  if config.label is not None and not run_config.conditional:
+    raise RunError(f'--label={config.label}: the run in {workdir} is unconditional '
+                   '(trained without --conditional) and cannot be asked for a class; '
+                   'drop --label, or train a run with --conditional')
+  fresh = initial_progress(run_config, keys(run_config.seed))
+  restored, _ = checkpoints.restore(
+      manager, epoch, checkpoints.checkpoint_tree(fresh.state, fresh.fixed_noise))
+  return restored['gan'], run_config, epoch
+
+
+def noise_scale_text(scale: float) -> str:
+  """' (noise scale 1.25)' after a line about images drawn with --noise_scale; '' at 1."""
+  return f' (noise scale {scale:g})' if scale != 1 else ''
+
+
+def sample_from_run(config: Config, log: Log = print) -> list[str]:
+  """Writes `config.num_samples` PNGs from the latest generator of `config.workdir`.
+
+  The run's own configuration (arch, noise_dim, dtype...) is read from its
+  checkpoint; `config.seed` picks the noise.
+
+  Raises:
+    RunError: no checkpoint in the workdir, or the sample dir is unusable.
+    checkpoints.CheckpointError: the checkpoint is corrupt.
+    workdir_lock.WorkdirBusy: a run is training in the workdir.
+    errors.WriteError: the images cannot be written (one line).
+  """
+  workdir = os.path.abspath(config.workdir)
+  with workdir_lock.hold(workdir, exclusive=False, command='sampling'), \
+       workdir_lib.write_failures_explained(workdir, 'sampling failed',
+                                            f'the run in {workdir} is unchanged'):
+    return _sample(config, workdir, log)
+
+
+def _sample(config: Config, workdir: str, log: Log) -> list[str]:
+  """`sample_from_run` once the workdir is held."""
+  sample_dir = os.path.abspath(config.sample_dir or os.path.join(workdir, 'samples'))
+  if os.path.exists(sample_dir) and not os.path.isdir(sample_dir):
+    raise RunError(f'--sample_dir={sample_dir} is a file; choose a folder')
+  state, run_config, epoch = load_latest_run(config, log)
+  key = jax.random.fold_in(keys(config.seed)['sample'], config.num_samples)
+  z = sample_noise(key, config.num_samples, run_config.noise_dim, config.noise_scale)
+  labels: Any = None
+  what = ''
+  if run_config.conditional:
+    if config.label is None:  # The classes in turn.
+      labels, what = np.arange(config.num_samples) % datasets.NUM_CLASSES, ' of every class'
+    else:
+      labels = np.full(config.num_samples, config.label)
+      name = datasets.get(run_config.dataset).class_names[config.label]
+      what = f' of class {config.label} ({name})'
+  names = images.save_images(sample_dir, generate(state, z, labels),
+                             prefix='sample_')
+  log(f'Wrote {len(names)} images{what} from the generator of epoch {epoch} to '
+      f'{sample_dir}{noise_scale_text(config.noise_scale)}')
+  return [os.path.join(sample_dir, n) for n in names]
