@@ -7,6 +7,7 @@ trainings of the classifier's CNN on n images, the real test split loaded);
 --shuffle shuffles their labels, which a CAS must punish.
 """
 
+import argparse
 import os
 import sys
 import time
@@ -18,21 +19,20 @@ from gan_jax import xla_setup  # noqa: E402
 xla_setup.use_fast_cpu_settings()
 
 import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
-
-flags.DEFINE_integer('n', 10_000, 'Labelled images to score.')
-flags.DEFINE_bool('shuffle', False, 'Shuffle their labels first.')
-FLAGS = flags.FLAGS
 
 
-def main(argv):
-  del argv
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--n', type=int, default=10_000, help='labelled images to score')
+  parser.add_argument('--shuffle', action='store_true', help='shuffle their labels first')
+  args = parser.parse_args()
   from gan_jax import cas, input_pipeline
   data_dir = input_pipeline.resolve_data_dir(None)
   # Images after the first n: not the ones the comparison CNN is trained on.
-  data = input_pipeline.load_split('mnist', 'train', data_dir, limit=2 * FLAGS.n)
-  images, labels = data.images[FLAGS.n:], data.labels[FLAGS.n:]
-  if FLAGS.shuffle:
+  data = input_pipeline.load_split('mnist', 'train', data_dir, limit=2 * args.n)
+  images, labels = data.images[args.n:], data.labels[args.n:]
+  if args.shuffle:
     labels = np.random.default_rng(0).permutation(labels)
   t0, cpu0 = time.time(), time.process_time()
   result = cas.score('mnist', images, labels, data_dir)
@@ -41,4 +41,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  main()

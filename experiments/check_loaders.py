@@ -12,6 +12,7 @@ Prints one JSON line per folder and library (each library in its own
 process); exits 1 if any check fails.
 """
 
+import argparse
 import json
 import os
 import subprocess
@@ -70,13 +71,17 @@ LOADERS = {'keras': keras_pairs, 'torchvision': torchvision_pairs}
 
 
 def main() -> None:
-  if sys.argv[1].startswith('--only='):  # One library per process: TensorFlow and
-    name, folders = sys.argv[1][len('--only='):], sys.argv[2:]  # torch crash in one.
-    results = [check(folder, name, LOADERS[name]) for folder in folders]
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('folders', nargs='+', metavar='DIR', help='export folders')
+  parser.add_argument('--only', choices=LOADERS, help='one library (the default: each in turn)')
+  args = parser.parse_args()
+  if args.only:  # One library per process: TensorFlow and torch crash in one.
+    results = [check(folder, args.only, LOADERS[args.only]) for folder in args.folders]
     for r in results:
       print(json.dumps(r), flush=True)
     sys.exit(0 if results and all(r['ok'] for r in results) else 1)
-  failed = [subprocess.run([sys.executable, __file__, f'--only={name}', *sys.argv[1:]]
+  failed = [subprocess.run([sys.executable, __file__, f'--only={name}', *args.folders]
                            ).returncode for name in LOADERS]
   sys.exit(1 if any(failed) else 0)
 

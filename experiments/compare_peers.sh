@@ -14,6 +14,10 @@
 # and the peers' own venv:
 #   python3 -m venv /tmp/peers && /tmp/peers/bin/pip install -q torch==2.13.0 tensorflow-cpu
 set -euo pipefail
+if [[ "${1:-}" == -h || "${1:-}" == --help ]]; then  # The comment above, as usage.
+  awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$0"
+  exit 0
+fi
 cd "$(dirname "$0")/.."
 PEERS=../shared/peers
 PEER_PY=${PEER_PY:-/tmp/peers/bin/python}

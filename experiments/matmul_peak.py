@@ -9,6 +9,7 @@ Usage:
 Prints one line per (dtype, shape): median ms of 3 calls and GFLOP/s.
 """
 
+import argparse
 import time
 
 import jax
@@ -20,6 +21,8 @@ SHAPES = ((256 * 49, 256, 3200), (256 * 49, 6400, 128), (4096, 4096, 4096))
 
 
 def main() -> None:
+  argparse.ArgumentParser(description=__doc__,
+                          formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
   dot = jax.jit(lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32))
   for dtype in (jnp.float32, jnp.bfloat16):
     for m, k, n in SHAPES:

@@ -14,9 +14,9 @@ time is longer than the run alone would take).
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
-import sys
 
 import matplotlib
 
@@ -84,6 +84,11 @@ def plot(runs: list[dict], path: str) -> None:
 
 
 if __name__ == '__main__':
-  runs = load(sys.argv[1])
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('runs', help='the JSON list of runs')
+  parser.add_argument('plot', help='the PNG to write')
+  args = parser.parse_args()
+  runs = load(args.runs)
   print(table(runs))
-  plot(runs, sys.argv[2])
+  plot(runs, args.plot)

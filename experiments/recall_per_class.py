@@ -27,7 +27,7 @@ xla_setup.use_fast_cpu_settings()  # Before jax is imported.
 import jax  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 
-from gan_jax import datasets, input_pipeline, quality, train, trainer  # pylint: disable=g-import-not-at-top
+from gan_jax import datasets, evaluate, input_pipeline, quality, sampling  # pylint: disable=g-import-not-at-top
 from gan_jax.config import Config  # pylint: disable=g-import-not-at-top
 
 
@@ -37,24 +37,23 @@ def main() -> None:
   parser.add_argument('--n', type=int, default=1000, help='images per class and set')
   parser.add_argument('--noise_scale', type=float, default=1.0)
   args = parser.parse_args()
-  state, run_config, epoch = trainer.load_latest_run(Config(workdir=args.workdir),
-                                                     log=lambda *_: None)
+  state, run_config, epoch = sampling.load_latest_run(Config(workdir=args.workdir),
+                                                      log=lambda *_: None)
   if not run_config.conditional:
     sys.exit(f'{args.workdir} holds an unconditional run; this compares the classes '
              'a conditional generator was asked for')
   data_dir = input_pipeline.resolve_data_dir(run_config.data_dir)
-  evaluator = trainer._Evaluator(run_config.replace(data_dir=data_dir),  # pylint: disable=protected-access
-                                 lambda *_: None)
+  evaluator = evaluate.Evaluator(run_config.replace(data_dir=data_dir), lambda *_: None)
   features = evaluator.classifier.features
   train_split = input_pipeline.load_split(run_config.dataset, 'train', data_dir)
   test_split = input_pipeline.load_split(run_config.dataset, 'test', data_dir)
-  key = jax.random.fold_in(trainer._keys(run_config.seed)['eval'], epoch)  # pylint: disable=protected-access
+  key = jax.random.fold_in(sampling.keys(run_config.seed)['eval'], epoch)
   names = datasets.get(run_config.dataset).class_names
   rows = []
   for c in range(datasets.NUM_CLASSES):
-    z = train.sample_noise(jax.random.fold_in(key, c), args.n, state.noise_dim,
+    z = sampling.sample_noise(jax.random.fold_in(key, c), args.n, state.noise_dim,
                            args.noise_scale)
-    generated = features(train.generate(state, z, np.full(args.n, c)))
+    generated = features(sampling.generate(state, z, np.full(args.n, c)))
     real = features(train_split.images[train_split.labels == c][:args.n])
     test = features(test_split.images[test_split.labels == c][:args.n])
     precision, recall = quality.precision_recall(real, generated)

@@ -2,7 +2,7 @@
 
 Batch statistics: each generated batch is normalised with its own mean and
 variance, so an image depends on the rest of its batch. Standing statistics
-(`train.sampling_variables`, how gan_jax samples): fixed statistics of the
+(`sampling.inference_variables`, how gan_jax samples): fixed statistics of the
 sampling weights, so it does not. For the
 run's final checkpoint this prints, as JSON lines:
 
@@ -36,14 +36,14 @@ import jax  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 from PIL import Image  # pylint: disable=g-import-not-at-top
 
-from gan_jax import datasets, input_pipeline, quality, train, trainer  # pylint: disable=g-import-not-at-top
+from gan_jax import datasets, evaluate, input_pipeline, quality, sampling, train  # pylint: disable=g-import-not-at-top
 from gan_jax.config import Config  # pylint: disable=g-import-not-at-top
 
 
 def with_batch_statistics(state: train.GANState, z: np.ndarray, labels: np.ndarray,
                           batch_size: int = 500) -> np.ndarray:
   """The former sampling: BatchNorm normalises each batch with its own statistics."""
-  generate = jax.jit(lambda z, y: train._generate_train(  # pylint: disable=protected-access
+  generate = jax.jit(lambda z, y: train.generate_train(
       state.generator, state.sampling_params, z, y)[0])
   return np.concatenate([np.asarray(generate(z[i:i + batch_size], labels[i:i + batch_size]))
                          for i in range(0, len(z), batch_size)])
@@ -52,7 +52,7 @@ def with_batch_statistics(state: train.GANState, z: np.ndarray, labels: np.ndarr
 def sample_mode(config: Config, **flags) -> np.ndarray:
   """Images written by --mode=sample with `flags`, read back in [-1, 1]."""
   with tempfile.TemporaryDirectory() as out:
-    paths = trainer.sample_from_run(config.replace(sample_dir=out, **flags), log=lambda *_: None)
+    paths = sampling.sample_from_run(config.replace(sample_dir=out, **flags), log=lambda *_: None)
     return np.stack([np.asarray(Image.open(p)) for p in paths])[..., None] / 127.5 - 1
 
 
@@ -64,19 +64,19 @@ def main() -> None:
   parser.add_argument('--draws', type=int, default=1, help='evaluation draws of the FD and '
                       'IS (draw d > 0 folds 1000 * d into the evaluation key)')
   args = parser.parse_args()
-  state, run_config, epoch = trainer.load_latest_run(Config(workdir=args.workdir))
+  state, run_config, epoch = sampling.load_latest_run(Config(workdir=args.workdir), log=print)
   data_dir = input_pipeline.resolve_data_dir(args.data_dir or run_config.data_dir)
-  evaluator = trainer._Evaluator(run_config.replace(data_dir=data_dir), print)  # pylint: disable=protected-access
+  evaluator = evaluate.Evaluator(run_config.replace(data_dir=data_dir), print)
   n = run_config.eval_samples
   C = state.num_classes
   turn = np.arange(n) % C if C else np.zeros(n, np.int32)
   requested = turn if C else None
   for draw in range(args.draws):
-    key = jax.random.fold_in(trainer._keys(run_config.seed)['eval'], epoch)  # pylint: disable=protected-access
+    key = jax.random.fold_in(sampling.keys(run_config.seed)['eval'], epoch)
     key = jax.random.fold_in(key, 1000 * draw) if draw else key
-    z = np.asarray(train.sample_noise(key, n, state.noise_dim))
+    z = np.asarray(sampling.sample_noise(key, n, state.noise_dim))
     for how, images in (('batch statistics', with_batch_statistics(state, z, turn)),
-                        ('standing statistics', train.generate(state, z, turn))):
+                        ('standing statistics', sampling.generate(state, z, turn))):
       q = quality.evaluate(evaluator.classifier, images, evaluator.reference_stats,
                            requested_labels=requested)
       print(json.dumps({'workdir': args.workdir, 'epoch': epoch, 'draw': draw,
@@ -87,8 +87,8 @@ def main() -> None:
     for k in range(C):
       labels = np.full(args.samples, k)
       drawn = sample_mode(cli_config, num_samples=args.samples, label=k)
-      zk = np.asarray(train.sample_noise(jax.random.fold_in(
-          trainer._keys(run_config.seed)['sample'], args.samples), args.samples,  # pylint: disable=protected-access
+      zk = np.asarray(sampling.sample_noise(jax.random.fold_in(
+          sampling.keys(run_config.seed)['sample'], args.samples), args.samples,
           state.noise_dim))
       before = with_batch_statistics(state, zk, labels, batch_size=args.samples)
       agree = {how: float(np.mean(evaluator.classifier.predict(x) == k))
