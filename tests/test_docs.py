@@ -9,6 +9,8 @@ import re
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 README_MAX_LINES = 250
+# The results page: figures first; the runs in full live in quality-trials.md.
+QUALITY_MAX_LINES = 400
 DOCSTRING_MAX_LINES = 15
 # Narration: who did what when. Upstream references such as jax-ml/jax#12868
 # are citations and allowed (see `narration`).
@@ -104,6 +106,13 @@ def test_readme_is_short():
   with open(os.path.join(REPO_ROOT, 'README.md'), encoding='utf-8') as f:
     lines = len(f.readlines())
   assert lines <= README_MAX_LINES, f'README.md has {lines} lines; move detail into docs/'
+
+
+def test_the_quality_page_is_short():
+  with open(os.path.join(REPO_ROOT, 'docs', 'quality.md'), encoding='utf-8') as f:
+    lines = len(f.readlines())
+  assert lines <= QUALITY_MAX_LINES, (
+      f'docs/quality.md has {lines} lines; move trial tables into docs/quality-trials.md')
 
 
 def test_every_relative_link_points_to_an_existing_file_and_heading():
