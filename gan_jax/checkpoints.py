@@ -197,7 +197,8 @@ def save_progress(manager: ocp.CheckpointManager, config: Config, epoch: int,
 
 # Settings no run had before they were added: a checkpoint without them ran
 # with these values (any other missing field had its default then).
-ADDED_LATER = {'class_loss_weight': 0.0, 'mode_seeking': 0.0, 'reconstruction': 0.0}
+ADDED_LATER = {'class_loss_weight': 0.0, 'mode_seeking': 0.0, 'reconstruction': 0.0,
+               'augment': 'none'}
 
 
 def saved_config(meta: dict[str, Any]) -> dict[str, Any]:

@@ -45,6 +45,8 @@ class TrainConfig:
     seed: seeds initialisation, shuffling, dropout and shifts.
     train_limit: use only the first `train_limit` training examples (tests).
     test_limit: measure accuracy on only the first `test_limit` test examples.
+    steps: train exactly this many steps instead of `epochs` passes, so that
+      sets of different sizes get the same training (the augmentation check).
   """
   epochs: int = 4
   batch_size: int = 128
@@ -53,6 +55,7 @@ class TrainConfig:
   seed: int = 0
   train_limit: int | None = None
   test_limit: int | None = None
+  steps: int | None = None
 
 
 def default_train_config(dataset: str) -> TrainConfig:
@@ -226,6 +229,11 @@ def train_classifier(dataset: str, data_dir: str, config: TrainConfig | None = N
   return clf, meta
 
 
+def training_steps(n: int, config: TrainConfig) -> int:
+  """The steps `fit` trains on `n` images: `config.steps`, else `epochs` passes."""
+  return config.steps or max(n // config.batch_size, 1) * config.epochs
+
+
 def fit(images: np.ndarray, labels: np.ndarray, config: TrainConfig, name: str = '',
         progress: bool = True, log: Log = print) -> Any:
   """Trains a new CNN on `images` (N, 28, 28, 1) in [-1, 1] and integer `labels`
@@ -236,7 +244,8 @@ def fit(images: np.ndarray, labels: np.ndarray, config: TrainConfig, name: str =
   init_key, key = jax.random.split(key)
   params = init_params(init_key)
   steps_per_epoch = max(len(images) // config.batch_size, 1)
-  total_steps = steps_per_epoch * config.epochs
+  total_steps = training_steps(len(images), config)
+  epochs = -(-total_steps // steps_per_epoch)  # The last one cut short with `steps`.
   # Cosine decay: a higher start for speed, a low end for the last ~0.5%.
   tx = optax.adam(optax.cosine_decay_schedule(config.learning_rate, total_steps))
   opt_state = tx.init(params)
@@ -261,11 +270,11 @@ def fit(images: np.ndarray, labels: np.ndarray, config: TrainConfig, name: str =
     from tqdm import tqdm
     bar = tqdm(total=total_steps, desc=f'classifier ({name})', unit='step',
                leave=False)
-  for epoch in range(config.epochs):
+  for epoch in range(epochs):
     t_epoch = time.time()
     perm = rng.permutation(len(images))
     losses = []
-    for i in range(steps_per_epoch):
+    for i in range(min(steps_per_epoch, total_steps - epoch * steps_per_epoch)):
       idx = perm[i * config.batch_size:(i + 1) * config.batch_size]
       step_key = jax.random.fold_in(key, epoch * steps_per_epoch + i)
       params, opt_state, loss = train_step(params, opt_state, images[idx],
@@ -277,7 +286,7 @@ def fit(images: np.ndarray, labels: np.ndarray, config: TrainConfig, name: str =
     if bar is not None:
       bar.set_postfix(epoch=epoch + 1, loss=f'{mean_loss:.4f}')
     else:
-      log(f'classifier ({name}) epoch {epoch + 1}/{config.epochs}: '
+      log(f'classifier ({name}) epoch {epoch + 1}/{epochs}: '
           f'loss {mean_loss:.4f} ({time.time() - t_epoch:.0f}s)')
   if bar is not None:
     bar.close()

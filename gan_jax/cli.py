@@ -175,11 +175,10 @@ def main(argv: list[str]) -> None:
     _fail(f'--mode: must be one of {", ".join(config_lib.MODES)}; got {FLAGS.mode!r}')
   if FLAGS.dtype is not None and FLAGS.dtype not in config_lib.DTYPES:
     _fail(f'--dtype: must be one of {", ".join(config_lib.DTYPES)}; got {FLAGS.dtype!r}')
+  # An unset --epochs or --save_interval is decided by config.training_length
+  # (so --epochs=3 just works); an explicit --save_interval larger than
+  # --epochs is an error below.
   config = _config_from_flags()
-  if not FLAGS['save_interval'].present and config.save_interval > config.epochs:
-    # Only the default is clamped (so --epochs=3 just works); an explicit
-    # --save_interval larger than --epochs is an error below.
-    config = config.replace(save_interval=config.epochs)
   if FLAGS.interactive:
     from gan_jax import interactive
     config = config.replace(**interactive.ask_lab_parameters(config))

@@ -20,6 +20,10 @@ MODES = ('train', 'sample', 'export')
 # The adversarial losses (their formulas: train.LOSSES, which a test keeps equal).
 LOSSES = ('ns', 'hinge', 'ls')
 MAX_NOISE_SCALE = 10.0  # --noise_scale's upper bound (training's noise has scale 1).
+DEFAULT_EPOCHS = 30         # --epochs on the full training split.
+DEFAULT_SAVE_INTERVAL = 5   # --save_interval likewise (at most --epochs).
+SYNTHETIC_PER_REAL = 10.0   # --synthetic_per_real (docs/scarce-data.md).
+MAX_SYNTHETIC = 60_000      # The augmentation check's synthetic images, at most.
 
 
 def _positive_int(value: Any, maximum: int | None = None) -> str | None:
@@ -34,6 +38,26 @@ def _positive_int(value: Any, maximum: int | None = None) -> str | None:
 
 def _int_at_most(maximum: int) -> Callable[[Any], str | None]:
   return lambda value: _positive_int(value, maximum)
+
+
+def _int_at_least(minimum: int, maximum: int) -> Callable[[Any], str | None]:
+  def check(value: Any) -> str | None:
+    reason = _positive_int(value, maximum)
+    if reason is None and value < minimum:
+      return f'must be at least {minimum} (an image of each class), got {value}'
+    return reason
+  return check
+
+
+def _augment_policy(value: Any) -> str | None:
+  from gan_jax import augment  # jax only once a policy is checked.
+  if not isinstance(value, str):
+    return f'must be a comma-separated list of names, got {value!r}'
+  try:
+    augment.parse(value)
+  except ValueError as e:
+    return str(e)
+  return None
 
 
 def _non_negative_int(value: Any) -> str | None:
@@ -134,9 +158,12 @@ class Config:
       False, 'Train a class-conditional GAN: the generator takes a label, the sample grids '
       'show one class per row, and the quality line adds the label agreement (see --label).',
       resume=True)
-  epochs: int = _setting(30, 'Number of training epochs (>= 1).',
-                         # Epochs may be huge (the ETA shows what that means).
-                         _int_at_most(10**9), prompt='Epochs')
+  epochs: int | None = _setting(  # None: `training_length`.
+      None, f'Number of training epochs (>= 1); default {DEFAULT_EPOCHS}, or '
+      f'{presets.SCARCE.epochs} with --train_examples=N, whose epoch is as many passes over '
+      f'the N images as make about {presets.SCARCE.epoch_images:,}.',
+      # Epochs may be huge (the ETA shows what that means).
+      _optional(_int_at_most(10**9)), prompt='Epochs')
   batch_size: int = _setting(32, 'Global batch size; must divide by the number of devices.',
                              _int_at_most(65536), resume=True,
                              prompt='Batch size')
@@ -178,10 +205,11 @@ class Config:
           'learns to draw it back, so that every real image has noise that draws it: more '
           'variety (recall); in [0, 100), 0: off.', 'reconstruction'),
       _optional(_in_zero_to(100, example='10')), resume=True)
-  save_interval: int = _setting(
-      5, 'Every N epochs: sample grid, quality evaluation, checkpoint, plots (and always at '
-      'the last epoch). At most --epochs.', _int_at_most(10**9),
-      prompt='Save images every N epochs')
+  save_interval: int | None = _setting(  # None: `training_length`.
+      None, 'Every N epochs: sample grid, quality evaluation, checkpoint, plots (and always '
+      f'at the last epoch). At most --epochs; default {DEFAULT_SAVE_INTERVAL}, or '
+      f'{presets.SCARCE.save_interval} with --train_examples (at most --epochs).',
+      _optional(_int_at_most(10**9)), prompt='Save images every N epochs')
   seed: int = _setting(0, 'Random seed; a run is reproducible given the seed.',
                        _non_negative_int, resume=True)
   dtype: str = _setting(
@@ -194,6 +222,20 @@ class Config:
       None, 'TFDS data folder; default $TFDS_DATA_DIR, else ~/tensorflow_datasets.')
   limit: int | None = _setting(None, 'Train on the first N training examples only (quick '
                                'experiments).', _optional(_positive_int), resume=True)
+  train_examples: int | None = _setting(
+      None, 'Train on N labelled training images, balanced across the classes and chosen by '
+      '--seed (their indices go into run.json): the scarce-data use, with its own defaults '
+      'for --epochs and --augment (docs/scarce-data.md).',
+      _optional(_int_at_least(datasets.NUM_CLASSES, maximum=1_000_000)), resume=True)
+  augment: str | None = _setting(  # None: presets.SCARCE's with --train_examples, else none.
+      None, "The discriminator's differentiable augmentation of real and generated images "
+      '(DiffAugment): a comma-separated list of translation, cutout, or none. Default: '
+      f'{presets.SCARCE.augment} with --train_examples, else none.',
+      _optional(_augment_policy), resume=True)
+  synthetic_per_real: float = _setting(
+      SYNTHETIC_PER_REAL, 'The augmentation check (with the CAS): synthetic images added '
+      'per real training image (at most ' f'{MAX_SYNTHETIC:,} in all), in (0, 100].',
+      _above_zero_to(100, example='10'))
   eval_samples: int = _setting(5000, 'Generated images per quality evaluation (FD, IS).',
                                _int_at_most(100_000), resume=True)
   classifier_dir: str | None = _setting(  # None: the classifier shipped with gan_jax.
@@ -252,16 +294,36 @@ RESUME_FIELDS = tuple(f.name for f in FIELDS if f.metadata['resume'])
 PROMPTS = {f.name: f.metadata['prompt'] for f in FIELDS if f.metadata['prompt']}
 
 
+def training_length(config: Config) -> tuple[int, int]:
+  """(epochs, save_interval), the unset ones by their rule: DEFAULT_EPOCHS
+  and DEFAULT_SAVE_INTERVAL, or with --train_examples `presets.SCARCE`'s;
+  the save interval's default at most the epochs."""
+  scarce = config.train_examples is not None
+  epochs = config.epochs
+  if epochs is None:
+    epochs = presets.SCARCE.epochs if scarce else DEFAULT_EPOCHS
+  interval = config.save_interval
+  if interval is None:
+    interval = min(presets.SCARCE.save_interval if scarce else DEFAULT_SAVE_INTERVAL, epochs)
+  return epochs, interval
+
+
 def resolve(config: Config) -> Config:
   """`config` with what its other fields decide filled in: an unset arch,
   mode-seeking, class-loss or reconstruction weight becomes its preset's
-  (`presets.get(dataset, conditional)`), and an unconditional run has no
-  class loss."""
+  (`presets.get(dataset, conditional)`), an unconditional run has no class
+  loss, the training length follows `training_length`, and an unset
+  augmentation is `presets.SCARCE`'s with --train_examples, else none."""
   preset = presets.get(config.dataset, config.conditional)
   config = config.replace(**{field: getattr(preset, field) for field in presets.FIELDS
                              if getattr(config, field) is None})
   if not config.conditional:
     config = config.replace(class_loss_weight=0.0)
+  epochs, save_interval = training_length(config)
+  config = config.replace(epochs=epochs, save_interval=save_interval)
+  if config.augment is None:
+    config = config.replace(augment=presets.SCARCE.augment
+                            if config.train_examples is not None else 'none')
   return config
 
 
@@ -281,7 +343,11 @@ def validate(config: Config) -> None:
     reason = rule(getattr(config, field))
     if reason:
       raise ValueError(f'--{field}: {reason}')
-  if config.save_interval > config.epochs:
+  epochs, save_interval = training_length(config)
+  if save_interval > epochs:
     raise ValueError(
-        f'--save_interval={config.save_interval} is larger than '
-        f'--epochs={config.epochs}; use a value between 1 and {config.epochs}')
+        f'--save_interval={save_interval} is larger than '
+        f'--epochs={epochs}; use a value between 1 and {epochs}')
+  if config.train_examples is not None and config.limit is not None:
+    raise ValueError(f'--train_examples={config.train_examples} and --limit={config.limit} '
+                     'both choose the training images; give one of them')

@@ -38,7 +38,7 @@ class Evaluator:
   def use_training_data(self, data: input_pipeline.Split) -> None:
     """Classifier features of the real training images: precision, recall and
     per-class FD at every evaluation, the memorisation check at the end."""
-    self.train_images = data.images
+    self.train_images, self.train_labels = data.images, data.labels
     self.train_features = self.classifier.features(data.images)
     self.real = quality.real_features(self.train_features, data.labels)
 
@@ -83,13 +83,47 @@ class Evaluator:
     if checks['memorisation_ratio'] is not None:
       log(f'Memorisation ratio {checks["memorisation_ratio"]:.2f} (about 1: no copies of '
           'training images; nearest_train.png shows the nearest ones)')
+    if config.train_examples is not None:  # Beside the N images, the whole split's.
+      checks.update(self._whole_split_precision_recall(generated))
     if config.conditional and config.cas:
       checks['cas'] = cas.score(config.dataset, generated, requested, config.data_dir, log=log)
       c = checks['cas']
       log(f'CAS {c["cas"]:.2%} on the real test split (the same CNN trained on '
           f'{c["real_images"]:,} real images: {c["cas_real"]:.2%})'
           f'{cas.worst_class_text(c, config.dataset)}')
+      checks['augmentation'] = self._augmentation_check(jax.random.fold_in(key, 1), state,
+                                                        variables, log)
     return checks
+
+  def _whole_split_precision_recall(self, generated: np.ndarray) -> dict[str, float]:
+    """Precision and recall against the whole training split (a run on
+    --train_examples measures them against its N images at each evaluation)."""
+    from gan_jax import feature_cache
+    config = self.config
+    features, labels = feature_cache.training_features(
+        self.classifier, self.stored.meta['params_sha256'], config.dataset, config.data_dir)
+    real = quality.real_features(features, labels)
+    precision, recall = quality.precision_recall(
+        real.sample, self.classifier.features(generated[:quality.REAL_SAMPLE]))
+    return {'precision_whole_split': precision, 'recall_whole_split': recall}
+
+  def _augmentation_check(self, key: jax.Array, state: train.GANState,
+                          variables: dict[str, Any], log: Log) -> dict[str, Any]:
+    """`augmentation_check.check` of `config.synthetic_per_real` new images
+    per training image, every class equally."""
+    from gan_jax import augmentation_check
+    from gan_jax import config as config_lib
+    config = self.config
+    n = augmentation_check.synthetic_count(len(self.train_images), config.synthetic_per_real,
+                                           config_lib.MAX_SYNTHETIC)
+    labels = np.arange(n) % datasets.NUM_CLASSES
+    images = sampling.generate(state, sampling.sample_noise(key, n, config.noise_dim), labels,
+                               variables=variables)
+    test = input_pipeline.load_split(config.dataset, 'test', config.data_dir)
+    result = augmentation_check.check(config.dataset, self.train_images, self.train_labels,
+                                      images, labels, test.images, test.labels, log=log)
+    log(f'Augmentation check (real test split): {augmentation_check.text(result)}')
+    return result
 
 
 def quality_text(q: dict[str, Any], reference: dict[str, Any], config: Config) -> str:

@@ -243,6 +243,10 @@ def set_quality(drawn: Drawn, stored, run_config: Config, data_dir: str,
   train_feats, train_labels = feature_cache.training_features(
       stored.classifier, stored.meta['params_sha256'], run_config.dataset, data_dir)
   real = quality.real_features(train_feats, train_labels)
+  seen = train_feats  # The images the GAN saw: copies of them are the failure to catch.
+  if run_config.train_examples is not None:
+    seen = train_feats[input_pipeline.balanced_indices(
+        train_labels, run_config.train_examples, run_config.seed)]
   n = len(drawn.features)
   fd = precision = recall = None  # A set too small to measure them has None.
   if n >= 2:
@@ -256,9 +260,9 @@ def set_quality(drawn: Drawn, stored, run_config: Config, data_dir: str,
          'precision_recall_images': len(drawn.features[scored]),
          'memorisation_ratio': quality.memorisation_ratio(
              drawn.features[:MEMORISATION_SAMPLE], stored.classifier.features(test_images),
-             train_feats),
+             seen),
          'memorisation_images': min(len(drawn.features), MEMORISATION_SAMPLE),
-         'training_images': len(train_feats)}
+         'training_images': len(seen)}
   if run_config.conditional and len(drawn.labels) > 1:
     out['fd_per_class'] = quality.per_class_fd(drawn.features, drawn.labels, real)
   return out
@@ -336,6 +340,8 @@ def export_from_run(config: Config, log: Log = print) -> dict[str, Any]:
         figures = figures.result()
       cas = _cas(config, run_config, drawn, data_dir, log)
       manifest = _manifest(config, run_config, epoch, drawn, stored, figures, cas)
+      manifest['augmentation_check'] = _augmentation_check(config, run_config, drawn,
+                                                           data_dir, log)
       manifest['generator'] = serialize.describe(exported)
       files.write_json(os.path.join(tmp, MANIFEST), manifest)
       install(tmp, dest)
@@ -344,6 +350,20 @@ def export_from_run(config: Config, log: Log = print) -> dict[str, Any]:
       raise
   _print_summary(dest, manifest, time.time() - t0, log)
   return manifest
+
+
+def _augmentation_check(config: Config, run_config: Config, drawn: Drawn, data_dir: str,
+                        log: Log) -> dict[str, Any] | None:
+  """The augmentation check of the set beside the run's own real training
+  images (None with --cas=false, as the CAS)."""
+  if not config.cas:
+    return None
+  from gan_jax import augmentation_check
+  real, _ = input_pipeline.training_split(run_config.dataset, data_dir, run_config.limit,
+                                          run_config.train_examples, run_config.seed)
+  test = input_pipeline.load_split(run_config.dataset, 'test', data_dir)
+  return augmentation_check.check(run_config.dataset, real.images, real.labels, drawn.images,
+                                  drawn.labels, test.images, test.labels, log=log)
 
 
 def _cas(config: Config, run_config: Config, drawn: Drawn, data_dir: str,
@@ -369,6 +389,10 @@ def _print_summary(dest: str, manifest: dict[str, Any], seconds: float, log: Log
   log(f'  quality: FD {show("fd", 2)} | precision {show("precision", 3)} | recall '
       f'{show("recall", 3)} | memorisation ratio {show("memorisation_ratio", 2)} '
       '(about 1: no copies of training images)')
+  if manifest.get('augmentation_check'):
+    from gan_jax import augmentation_check
+    log(f'  augmentation check (real test split): '
+        f'{augmentation_check.text(manifest["augmentation_check"])}')
   if manifest['cas']:
     from gan_jax import cas as cas_lib
     c = manifest['cas']

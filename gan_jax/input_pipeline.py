@@ -132,6 +132,41 @@ def load_split(dataset: str, split: str = 'train', data_dir: str | None = None,
   return Split(images=images.reshape((n,) + IMAGE_SHAPE), labels=labels)
 
 
+def balanced_indices(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+  """`n` indices into `labels`, as many of each class as `n` allows (the
+  first n mod K classes one more), drawn by `seed`, in file order: the
+  training images of a --train_examples run.
+
+  Raises:
+    ValueError: a class has fewer examples than its share.
+  """
+  labels = np.asarray(labels)
+  k = datasets.NUM_CLASSES
+  rng = np.random.default_rng(seed)  # PCG64: the same draw on every machine.
+  chosen = []
+  for c in range(k):
+    members = np.flatnonzero(labels == c)
+    share = n // k + (1 if c < n % k else 0)
+    if share > len(members):
+      raise ValueError(f'--train_examples={n} needs {share} images of class {c}, and the '
+                       f'split has {len(members)}; use at most {len(members) * k}')
+    chosen.append(rng.permutation(members)[:share])
+  return np.sort(np.concatenate(chosen))
+
+
+def training_split(dataset: str, data_dir: str | None, limit: int | None = None,
+                   train_examples: int | None = None, seed: int = 0
+                   ) -> tuple[Split, np.ndarray | None]:
+  """A run's training images: the first `limit`, or `train_examples` of them
+  balanced across the classes (`balanced_indices`), or the whole split; and
+  the indices chosen (None unless `train_examples`)."""
+  if train_examples is None:
+    return load_split(dataset, 'train', data_dir, limit), None
+  full = load_split(dataset, 'train', data_dir)
+  indices = balanced_indices(full.labels, train_examples, seed)
+  return Split(images=full.images[indices], labels=full.labels[indices]), indices
+
+
 def _check_readable(name: str, data_dir: str) -> None:
   """Tells an unreadable data folder apart from one that is not prepared
   (TFDS sees both as "not prepared")."""

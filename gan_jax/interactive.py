@@ -50,7 +50,7 @@ def _parser(field: str) -> Callable[[str], tuple[Any, str | None]]:
   """How an answer for `field` is read: a dataset by number or name, else by type."""
   if field == 'dataset':
     return _parse_dataset
-  kind = {f.name: f.type for f in config_lib.FIELDS}[field]
+  kind = {f.name: f.type for f in config_lib.FIELDS}[field].split(' | ')[0]  # 'int | None'
   return {'int': _parse_int, 'float': _parse_float}[kind]
 
 
@@ -107,9 +107,12 @@ def ask_lab_parameters(defaults: Config, input_fn: Callable[[str], str] = input,
   values: dict[str, Any] = {}
   for field, question in config_lib.PROMPTS.items():
     default, extra_check = getattr(defaults, field), None
+    if field == 'epochs':
+      default = config_lib.training_length(defaults)[0]
     if field == 'save_interval':  # At most the epochs just chosen.
       epochs = values['epochs']
-      default, extra_check = min(default, epochs), lambda value, epochs=epochs: (
+      default = min(config_lib.training_length(defaults.replace(epochs=epochs))[1], epochs)
+      extra_check = lambda value, epochs=epochs: (
           f'must be at most the number of epochs ({epochs}), got {value}'
           if value > epochs else None)
     values[field] = _ask(field, _question(field, question), default, _parser(field),

@@ -129,3 +129,37 @@ register(Preset(
     why='the reconstruction term: more recall at the same FD; mode seeking 0.3 and class '
         'loss 0.5 narrow the CAS gap ("Mode seeking in conditional runs")',
     section='Other candidates on conditional Fashion-MNIST'))
+
+
+@dataclasses.dataclass(frozen=True)
+class Scarce:
+  """The defaults of a run on few labelled images (--train_examples=N), any dataset.
+
+  Attributes:
+    epoch_images: an epoch shows the networks about this many images: as many
+      passes over the N as make it (ceil(epoch_images / N)), so that epoch
+      lines, evaluations and checkpoints keep a full-split epoch's pace.
+    epochs, save_interval: what --epochs and --save_interval default to.
+    augment: the discriminator's differentiable augmentation (`augment.parse`).
+    why, section: what they gain, and the heading of docs/scarce-data.md
+      that measured them.
+  """
+  epoch_images: int
+  epochs: int
+  save_interval: int
+  augment: str
+  why: str
+  section: str
+
+
+SCARCE = Scarce(
+    epoch_images=60_000, epochs=10, save_interval=2, augment='translation,cutout',
+    why='a discriminator that sees 1,000 images learns them by heart; augmented '
+        'it does not, and ten full-split epochs of images fit in 15 minutes',
+    section='Training length and augmentation')
+
+
+def passes_per_epoch(train_examples: int | None, n: int) -> int:
+  """Passes over the `n` training images that make one epoch: one, or with
+  --train_examples as many as show about SCARCE.epoch_images images."""
+  return 1 if train_examples is None else max(1, -(-SCARCE.epoch_images // n))

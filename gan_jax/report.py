@@ -97,6 +97,7 @@ class Reporter:
     self.evaluator: evaluate.Evaluator = None  # type: ignore[assignment]  # use_evaluator
     self.workdir = os.path.abspath(config.workdir)
     self.log = log
+    self.train_indices: np.ndarray | None = None
     self.bar: Any = None
     self.tb: Any = None
 
@@ -108,10 +109,13 @@ class Reporter:
     return os.path.join(self.workdir, name)
 
   # The start.
-  def use_evaluator(self, evaluator: evaluate.Evaluator, data: Any) -> None:
+  def use_evaluator(self, evaluator: evaluate.Evaluator, data: Any,
+                    indices: np.ndarray | None = None) -> None:
     """Evaluates with `evaluator`, which first takes the features of the
-    training images `data` (only process 0 evaluates)."""
+    training images `data` (only process 0 evaluates); `indices`: theirs in
+    the split (--train_examples), for run.json."""
     self.evaluator = evaluator
+    self.train_indices = indices
     evaluator.use_training_data(data)
 
   def start(self, history: list[dict[str, Any]]) -> None:
@@ -121,7 +125,10 @@ class Reporter:
     files.write_jsonl(self.path('metrics.jsonl'), history)
     with contextlib.suppress(FileNotFoundError):
       os.unlink(self.path('report.json'))
-    files.write_json(self.path('run.json'), run_info(self.config, self.evaluator))
+    info = run_info(self.config, self.evaluator)
+    if self.train_indices is not None:  # Enough to rebuild the same real set.
+      info['train_example_indices'] = [int(i) for i in self.train_indices]
+    files.write_json(self.path('run.json'), info)
 
   def begin_epochs(self, images_left: int) -> None:
     """The progress bar (on a terminal) and TensorBoard (with --tensorboard)."""

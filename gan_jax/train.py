@@ -28,6 +28,7 @@ from flax import struct
 from flax.training import train_state
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from gan_jax import augment as augment_lib
 from gan_jax import config as config_lib, datasets, models, presets
 from gan_jax.config import Config
 
@@ -62,6 +63,9 @@ class GANState:
   class_loss_weight: float = struct.field(pytree_node=False, default=0.0)
   mode_seeking: float = struct.field(pytree_node=False, default=0.0)
   reconstruction: float = struct.field(pytree_node=False, default=0.0)
+  # What the discriminator sees of real and generated images goes through
+  # this differentiable augmentation policy (`augment.parse`); () none.
+  augment: tuple[str, ...] = struct.field(pytree_node=False, default=())
   # The generator's apply function with BatchNorm momentum 0: a training-mode
   # call stores its batch's statistics (`sampling.inference_variables`). None without BatchNorm.
   batch_statistics_fn: Any = struct.field(pytree_node=False, default=None)
@@ -123,6 +127,7 @@ def create_state(config: Config, rng: jax.Array) -> GANState:
                   class_loss_weight=config.class_loss_weight,
                   mode_seeking=config.mode_seeking,
                   reconstruction=config.reconstruction,
+                  augment=augment_lib.parse(config.augment),
                   batch_statistics_fn=(models.batch_statistics_network(generator).apply
                                        if has_batch_norm else None),
                   standing_stats_batches=-(-generator.standing_stats_images // standing),
@@ -261,6 +266,7 @@ def _discriminator_update(state: GANState, batch: Batch, fake: jax.Array,
   of classes `fake_labels` (-> 0)."""
   n = batch['image'].shape[0]
   images = jnp.concatenate([batch['image'], jax.lax.stop_gradient(fake)])
+  images = augment_lib.apply(state.augment, images, jax.random.fold_in(rng, 3))
   labels = jnp.concatenate([batch['label'], fake_labels])
   d = state.discriminator
 
@@ -287,8 +293,10 @@ def _fooling_loss(state: GANState, fake: jax.Array, z: jax.Array, labels: jax.Ar
                   rng: jax.Array) -> jax.Array:
   """The generator's adversarial loss (`LOSSES[state.loss]`), plus the
   weighted class loss of D's classifier against the requested `labels` and
-  the weighted `mode_seeking_loss` of `fake` made from noise `z`."""
-  logits, class_logits = _discriminate(state, state.discriminator.params, fake, labels,
+  the weighted `mode_seeking_loss` of `fake` made from noise `z`. The
+  discriminator judges `fake` through `state.augment`, as it learned to."""
+  seen = augment_lib.apply(state.augment, fake, jax.random.fold_in(rng, 4))
+  logits, class_logits = _discriminate(state, state.discriminator.params, seen, labels,
                                        jax.random.fold_in(rng, 2))
   loss = LOSSES[state.loss].generator(logits)
   if state.class_loss_weight:
@@ -399,12 +407,16 @@ run_chunk = jax.jit(train_chunk, donate_argnums=(0,))
 @functools.partial(jax.jit, static_argnames=('num_examples', 'steps', 'batch_size'))
 def epoch_batches(key: jax.Array, num_examples: int, steps: int, batch_size: int
                   ) -> jax.Array:
-  """A fresh permutation of the training set, cut into (steps, batch_size) rows.
+  """Fresh permutations of the training set, cut into (steps, batch_size) rows.
 
-  The last partial batch of the permutation is dropped (a different subset
-  each epoch), so every step has a full batch.
+  One permutation of `key` when steps * batch_size fits in the set, else as
+  many more (each of its own key) as the steps need: an epoch of several
+  passes over a small set. The last partial batch is dropped (a different
+  subset each epoch), so every step has a full batch.
   """
-  perm = jax.random.permutation(key, num_examples)
+  passes = max(1, -(-steps * batch_size // num_examples))
+  perm = jnp.concatenate([jax.random.permutation(key if p == 0 else jax.random.fold_in(key, p),
+                                                 num_examples) for p in range(passes)])
   return perm[:steps * batch_size].reshape(steps, batch_size).astype(jnp.int32)
 
 

@@ -27,8 +27,8 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from gan_jax import (checkpoints, evaluate, files, input_pipeline, multihost, report,
-                     sampling, train)
+from gan_jax import (checkpoints, evaluate, files, input_pipeline, multihost, presets,
+                     report, sampling, train)
 from gan_jax import config as config_lib
 from gan_jax import workdir as workdir_lib
 from gan_jax.config import Config
@@ -46,6 +46,7 @@ class Run:
   reporter: Any  # report.Reporter, or report.Silent off process 0.
   keys: dict[str, jax.Array]
   mesh: Any = None
+  passes: int = 1  # Passes over the training images per epoch (presets.passes_per_epoch).
   manager: Any = None  # The workdir's checkpoints.make_manager, once it is held.
 
 
@@ -102,31 +103,37 @@ def _set_up(config: Config, log: Log) -> Run:
   config = config_lib.resolve(config)  # What the preset decides (config.resolve).
   config = config.replace(data_dir=input_pipeline.resolve_data_dir(config.data_dir))
   reporter = report.make(config, log)
-  data = _load_training_data(config)
+  data, indices = _load_training_data(config)
   evaluator = evaluate.Evaluator(config, reporter.write)
-  reporter.use_evaluator(evaluator, data)
+  reporter.use_evaluator(evaluator, data, indices)
   workdir_lib.check_workdir(config)
   return Run(config=config, data=data, evaluator=evaluator, reporter=reporter,
-             keys=sampling.keys(config.seed), mesh=train.make_mesh())
+             keys=sampling.keys(config.seed), mesh=train.make_mesh(),
+             passes=presets.passes_per_epoch(config.train_examples, len(data.images)))
 
 
-def _load_training_data(config: Config) -> input_pipeline.Split:
+def _load_training_data(config: Config) -> tuple[input_pipeline.Split, np.ndarray | None]:
+  """The run's training images, and their indices in the split with --train_examples."""
   n_devices = jax.device_count()
   if config.batch_size % n_devices:
     raise RunError(f'--batch_size={config.batch_size} must divide by the {n_devices} '
                    f'devices; use a multiple of {n_devices}')
-  data = input_pipeline.load_split(config.dataset, 'train', config.data_dir, config.limit)
+  try:
+    data, indices = input_pipeline.training_split(
+        config.dataset, config.data_dir, config.limit, config.train_examples, config.seed)
+  except ValueError as e:  # Too many --train_examples for a class.
+    raise RunError(str(e)) from None
   if config.batch_size > len(data.images):
     raise RunError(f'--batch_size={config.batch_size} is larger than the '
                    f'{len(data.images)} training examples; use at most {len(data.images)}')
-  return data
+  return data, indices
 
 
 def _train_epochs(run: Run, progress: checkpoints.Progress) -> list[float]:
   """The epoch loop, from `progress.start_epoch` to `config.epochs`; updates
   `progress` in place and returns the training speed of each epoch."""
   config, reporter = run.config, run.reporter
-  images = len(run.data.images) // config.batch_size * config.batch_size
+  images = len(run.data.images) * run.passes // config.batch_size * config.batch_size
   # <= 0 only when a finished run lost its final outputs (killed while writing
   # them): they are made again after this loop.
   reporter.begin_epochs(max(0, config.epochs - progress.start_epoch) * images)
@@ -171,7 +178,7 @@ def _train_epoch(run: Run, progress: checkpoints.Progress, epoch: int) -> dict[s
   config, data = run.config, run.data
   batch_sharding = NamedSharding(run.mesh, P(None, 'data'))  # (steps, batch, ...)
   rows = multihost.process_rows(batch_sharding, (1, config.batch_size), axis=1)
-  steps = len(data.images) // config.batch_size
+  steps = len(data.images) * run.passes // config.batch_size
   chunk = config.steps_per_chunk or max(1, math.ceil(steps / 10))
   idx = np.asarray(train.epoch_batches(jax.random.fold_in(run.keys['shuffle'], epoch),
                                        len(data.images), steps, config.batch_size))

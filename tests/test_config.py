@@ -2,16 +2,17 @@
 
 import pytest
 
-from gan_jax import config
+from gan_jax import config, presets
 
 
 def test_defaults_are_valid_and_the_documented_ones():
-  c = config.Config()
-  config.validate(c)
+  config.validate(config.Config())
+  c = config.resolve(config.Config())
   assert (c.epochs, c.noise_dim, c.save_interval, c.beta1) == (30, 100, 5, 0.5)
+  assert c.augment == 'none' and c.train_examples is None
   # The quality defaults chosen in docs/quality.md.
-  assert (c.arch, c.batch_size, c.learning_rate, c.ema_decay, c.label_smoothing) == \
-      (None, 32, 4e-4, 0.999, 0.1)
+  assert (config.Config().arch, c.batch_size, c.learning_rate, c.ema_decay,
+          c.label_smoothing) == (None, 32, 4e-4, 0.999, 0.1)
 
 
 @pytest.mark.parametrize('dataset,conditional,arch,mode_seeking', [
@@ -90,3 +91,19 @@ def test_label_must_be_a_class_number(label):
   with pytest.raises(ValueError, match='--label: must be a class number from 0 to 9'):
     config.validate(config.Config(label=label))
   config.validate(config.Config(label=9))
+
+
+def test_a_run_on_few_examples_has_the_scarce_data_defaults():
+  c = config.resolve(config.Config(train_examples=1000, conditional=True))
+  assert (c.epochs, c.save_interval, c.augment) == (
+      presets.SCARCE.epochs, presets.SCARCE.save_interval, presets.SCARCE.augment)
+  # Given values win; the save interval's default stays within the epochs.
+  c = config.resolve(config.Config(train_examples=1000, epochs=1, augment='none'))
+  assert (c.epochs, c.save_interval, c.augment) == (1, 1, 'none')
+  assert config.resolve(config.Config(epochs=3)).save_interval == 3
+  with pytest.raises(ValueError, match='both choose the training images'):
+    config.validate(config.Config(train_examples=100, limit=50))
+  with pytest.raises(ValueError, match='--save_interval=40 is larger than --epochs=30'):
+    config.validate(config.Config(save_interval=40))
+  assert presets.passes_per_epoch(None, 1000) == 1
+  assert presets.passes_per_epoch(1000, 1000) == 60 and presets.passes_per_epoch(7000, 7000) == 9

@@ -56,6 +56,10 @@ BAD_FLAGS = [
     (['--eval_samples=0'], '--eval_samples'),
     (['--keep_checkpoints=0'], '--keep_checkpoints'),
     (['--limit=0'], '--limit'),
+    (['--train_examples=5'], '--train_examples'),
+    (['--train_examples=100', '--limit=50'], '--train_examples'),
+    (['--augment=flip'], '--augment'),
+    (['--synthetic_per_real=0'], '--synthetic_per_real'),
     (['--mode=sample', '--label=10'], '--label'),
     (['--mode=sample', '--label=-1'], '--label'),
     (['--label=3'], '--label'),
@@ -257,3 +261,29 @@ def test_run_failing_at_set_up_then_the_same_command_runs(tmp_path, classifier_d
   again = _run(args, cwd=tmp_path, fake_data=True)
   assert again.returncode == 0, again.stderr[-3000:]
   assert 'Epoch 1/1 | D_loss:' in again.stdout
+
+
+@pytest.mark.slow
+def test_a_run_on_a_few_hundred_labelled_images_ends_with_every_output(tmp_path, data_dir):
+  """The scarce-data command of the README, shortened: 300 real images, one epoch."""
+  import json
+  workdir = tmp_path / 'run'
+  result = _run(['--dataset=mnist', '--conditional', '--train_examples=300', '--epochs=1',
+                 '--arch=mlp', '--eval_samples=500', '--synthetic_per_real=2',
+                 f'--workdir={workdir}', f'--data_dir={data_dir}', '--progress=false'],
+                cwd=tmp_path, timeout=900)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert 'Epoch 1/1' in result.stdout and 'Augmentation check (real test split)' in result.stdout
+  info = json.loads((workdir / 'run.json').read_text())
+  indices = info['train_example_indices']
+  assert len(indices) == len(set(indices)) == 300 and info['config']['augment'] != 'none'
+  report = json.loads((workdir / 'report.json').read_text())
+  check = report['augmentation']
+  assert check['real_images'] == 300 and check['synthetic_images'] == 600
+  assert 0 < check['real'] <= 1 and 'cas' in report and 'recall_whole_split' in report
+  # An epoch of a run on 300 images shows about 60,000 (200 passes).
+  record, = files.read_jsonl(str(workdir / 'metrics.jsonl'))
+  assert record['epoch'] == 1 and 'fd' in record
+  for name in ('generated_samples/epoch_01.png', 'final_generated_images/img_099.png',
+               'final_generated_images/nearest_train.png', 'plots/quality.png', 'checkpoints/1'):
+    assert (workdir / name).exists(), name
