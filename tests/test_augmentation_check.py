@@ -38,6 +38,7 @@ def test_copies_of_the_real_images_add_about_nothing_and_shuffled_labels_hurt(
   assert wrong['real'] == copies['real']  # (a) and (c) do not see the synthetic set.
   assert wrong['real_shifted'] == copies['real_shifted']
   assert wrong['gain_over_shifts'] == wrong['real_plus_synthetic'] - wrong['real_shifted']
+  assert abs(copies['gain_with_shifts']) < 0.02 and wrong['gain_with_shifts'] < -0.1
 
 
 def test_the_training_length_does_not_depend_on_the_size_of_the_set():
