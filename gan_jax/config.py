@@ -20,6 +20,10 @@ MODES = ('train', 'sample', 'export')
 # The adversarial losses (their formulas: train.LOSSES, which a test keeps equal).
 LOSSES = ('ns', 'hinge', 'ls')
 MAX_NOISE_SCALE = 10.0  # --noise_scale's upper bound (training's noise has scale 1).
+# The k of precision and recall's k-NN balls (quality.PR_NEIGHBOURS; a test keeps
+# them equal): every evaluation needs more than k real and k generated images.
+PR_NEIGHBOURS = 3
+MIN_EVAL_IMAGES = PR_NEIGHBOURS + 1
 
 
 def _positive_int(value: Any, maximum: int | None = None) -> str | None:
@@ -34,6 +38,19 @@ def _positive_int(value: Any, maximum: int | None = None) -> str | None:
 
 def _int_at_most(maximum: int) -> Callable[[Any], str | None]:
   return lambda value: _positive_int(value, maximum)
+
+
+def _images_to_evaluate(what: str, maximum: int | None = None
+                        ) -> Callable[[Any], str | None]:
+  """A rule for a count of images an evaluation scores: at least `MIN_EVAL_IMAGES`."""
+  def check(value: Any) -> str | None:
+    reason = _positive_int(value, maximum)
+    if reason is None and value < MIN_EVAL_IMAGES:
+      reason = (f'must be at least {MIN_EVAL_IMAGES}, got {value}: each evaluation\'s '
+                f'precision and recall (k-NN with k={PR_NEIGHBOURS}) need {MIN_EVAL_IMAGES} '
+                f'{what}')
+    return reason
+  return check
 
 
 def _non_negative_int(value: Any) -> str | None:
@@ -193,9 +210,11 @@ class Config:
   data_dir: str | None = _setting(  # None: $TFDS_DATA_DIR, else TFDS's default.
       None, 'TFDS data folder; default $TFDS_DATA_DIR, else ~/tensorflow_datasets.')
   limit: int | None = _setting(None, 'Train on the first N training examples only (quick '
-                               'experiments).', _optional(_positive_int), resume=True)
-  eval_samples: int = _setting(5000, 'Generated images per quality evaluation (FD, IS).',
-                               _int_at_most(100_000), resume=True)
+                               'experiments); at least 4 and --batch_size.',
+                               _optional(_images_to_evaluate('real images')), resume=True)
+  eval_samples: int = _setting(5000, 'Generated images per quality evaluation (FD, IS); at '
+                               'least 4.', _images_to_evaluate('generated images', 100_000),
+                               resume=True)
   classifier_dir: str | None = _setting(  # None: the classifier shipped with gan_jax.
       None, 'A folder for your own domain classifier: loaded if it holds one, else trained '
       'and saved there. Default: the classifier shipped with gan_jax, so FD and IS compare '
@@ -206,7 +225,8 @@ class Config:
   keep_checkpoints: int = _setting(3, 'Checkpoints to keep.',
                                    _int_at_most(1000))
   overwrite: bool = _setting(False, 'Delete an earlier run in --workdir and start over '
-                             '(only the files gan_jax wrote; anything else stays).')
+                             '(only the files gan_jax wrote; anything else stays); with '
+                             '--mode=sample or export: replace an earlier sample or export.')
   tensorboard: bool = _setting(False, 'Also log scalars and sample grids to '
                                'WORKDIR/tensorboard (needs tensorboardX).')
   progress: bool = _setting(True, 'Show progress bars (only on a terminal).')
@@ -285,3 +305,8 @@ def validate(config: Config) -> None:
     raise ValueError(
         f'--save_interval={config.save_interval} is larger than '
         f'--epochs={config.epochs}; use a value between 1 and {config.epochs}')
+  if config.limit is not None and config.batch_size > config.limit:
+    raise ValueError(
+        f'--batch_size={config.batch_size} is larger than the {config.limit} training '
+        f'examples of --limit={config.limit}: an epoch needs one whole batch; use '
+        f'--batch_size={config.limit} or less, or --limit={config.batch_size} or more')
