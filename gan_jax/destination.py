@@ -282,17 +282,22 @@ def _stops_cleanly(place: Place) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-  """Blocks SIGINT and SIGTERM (delivered after), so a clean-up is not cut short."""
+def _signals_deferred() -> Iterator[None]:
+  """SIGINT and SIGTERM wait until the block is done (a clean-up is not cut
+  short), then stop the command unless it is failing already."""
   if threading.current_thread() is not threading.main_thread():
     yield
     return
-  blocked = {signal.SIGINT, signal.SIGTERM}
-  old = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+  got: list[int] = []
+  previous = {s: signal.signal(s, lambda signum, _: got.append(signum))
+              for s in (signal.SIGINT, signal.SIGTERM)}
   try:
     yield
   finally:
-    signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    for sig, handler in previous.items():
+      signal.signal(sig, handler)
+  if got:
+    raise _Stop(got[0])
 
 
 @contextlib.contextmanager
@@ -320,7 +325,7 @@ def reserved(kind: Kind, dest: str, overwrite: bool, log: Log) -> Iterator[Place
       try:
         yield place
       finally:
-        with _signals_held():
+        with _signals_deferred():
           place.remove_temps()
   finally:
     for path in created:  # The folders made for it, if nothing went there.
