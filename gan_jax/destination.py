@@ -205,9 +205,12 @@ class Place:
     `old`; anything else found there is kept, with a line saying where."""
     ours, others = split(old, self.kind) or ([], [])
     for rel in sorted(ours, key=lambda r: -r.rstrip('/').count('/')):  # Files, then folders.
+      path = os.path.join(old, rel.rstrip('/'))
       with contextlib.suppress(OSError):
-        path = os.path.join(old, rel.rstrip('/'))
-        os.rmdir(path) if rel.endswith('/') else os.unlink(path)
+        if rel.endswith('/'):
+          os.rmdir(path)
+        else:
+          os.unlink(path)
     with contextlib.suppress(OSError):
       os.rmdir(old)
     if others:
