@@ -60,10 +60,7 @@ def make_manager(workdir: str, max_to_keep: int = 3, create: bool = True
 
 def has_checkpoint(workdir: str) -> bool:
   """True when ``WORKDIR/checkpoints`` holds at least one finished checkpoint."""
-  path = checkpoint_dir(workdir)
-  if not os.path.isdir(path):
-    return False
-  return any(name.isdigit() for name in os.listdir(path))
+  return latest_epoch(workdir) is not None
 
 
 def save(manager: ocp.CheckpointManager, epoch: int, state: Any,
@@ -120,24 +117,34 @@ def verify(manager: ocp.CheckpointManager, epoch: int) -> bool | None:
     return False
 
 
-def set_aside(manager: ocp.CheckpointManager, epoch: int) -> str:
+def set_aside(manager: ocp.CheckpointManager, epoch: int, record: bool = True) -> str:
   """Renames damaged checkpoint `epoch` to ``<epoch>.damaged`` (then
-  ``.damaged-2``...), never deleting it; returns the new path."""
+  ``.damaged-2``...), never deleting it; returns the new path. `record`: note
+  it as gan_jax's (not for a file in a checkpoint's place: not gan_jax's)."""
   step = os.path.join(str(manager.directory), str(epoch))
   target, n = step + '.damaged', 1
-  while os.path.exists(target):
+  while os.path.lexists(target):
     n += 1
     target = f'{step}.damaged-{n}'
-  files.record(os.path.dirname(os.path.dirname(step)), target)
+  if record:
+    files.record(os.path.dirname(os.path.dirname(step)), target)
   os.rename(step, target)
   return target
 
 
 def latest_epoch(workdir: str) -> int | None:
   """The newest finished checkpoint's epoch in ``WORKDIR/checkpoints``, or None."""
-  path = checkpoint_dir(workdir)
-  steps = [int(n) for n in os.listdir(path) if n.isdigit()] if os.path.isdir(path) else []
+  steps = [int(n) for n in not_folders(workdir, folders=True)]
   return max(steps) if steps else None
+
+
+def not_folders(workdir: str, folders: bool = False) -> list[str]:
+  """The names of ``WORKDIR/checkpoints`` named as checkpoints (an epoch) that
+  are not folders (a file put in a checkpoint's place); with `folders`, those
+  that are."""
+  path = checkpoint_dir(workdir)
+  names = os.listdir(path) if os.path.isdir(path) else []
+  return [n for n in names if n.isdigit() and os.path.isdir(os.path.join(path, n)) == folders]
 
 
 def read_meta(manager: ocp.CheckpointManager, epoch: int) -> dict[str, Any]:
@@ -242,11 +249,16 @@ def _latest_intact(manager: ocp.CheckpointManager, workdir: str, log: Log) -> in
     CheckpointError: checkpoints were there but none is intact.
   """
   damaged = []
+  main = multihost.is_main()  # Every process checks; process 0 alone renames.
+  for name in sorted(not_folders(workdir), key=int):  # Orbax does not see them as steps.
+    target = set_aside(manager, int(name), record=False) if main else name
+    log(f'warning: checkpoint {name} in {checkpoint_dir(workdir)} is a file, not a '
+        f'checkpoint (a checkpoint is a folder); set aside as {target}')
+    multihost.sync(f'set aside file {name}')
   while (latest := manager.latest_step()) is not None:
     if verify(manager, latest) is not False:
       return latest
-    # Every process checks; process 0 alone renames (the others only count it).
-    damaged.append(set_aside(manager, latest) if multihost.is_main() else str(latest))
+    damaged.append(set_aside(manager, latest) if main else str(latest))
     log(f'warning: checkpoint {latest} in {checkpoint_dir(workdir)} is '
         f'damaged (its files do not match their digest); set aside as {damaged[-1]}')
     multihost.sync(f'set aside {latest}')
@@ -292,6 +304,9 @@ def intact_for_reading(manager: ocp.CheckpointManager, workdir: str, log: Log) -
   Raises:
     CheckpointError: every checkpoint is damaged.
   """
+  for name in not_folders(workdir):
+    log(f'warning: checkpoint {name} in {checkpoint_dir(workdir)} is a file, not a '
+        'checkpoint; skipped (the next training run sets it aside)')
   for epoch in sorted(manager.all_steps(), reverse=True):
     if verify(manager, epoch) is not False:
       return epoch

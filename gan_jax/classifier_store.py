@@ -27,7 +27,7 @@ import jax
 import numpy as np
 
 from gan_jax import classifier as classifier_lib
-from gan_jax import datasets, errors, files, input_pipeline, quality
+from gan_jax import datasets, errors, files, input_pipeline, outputs, quality
 
 # Bump when the files of a classifier folder change layout.
 SCHEMA_VERSION = 2
@@ -144,19 +144,38 @@ def _read_json(directory: str, name: str) -> dict[str, Any]:
   return value
 
 
+def _numbers(directory: str, name: str, info: dict[str, Any], keys: tuple[str, ...],
+             optional: tuple[str, ...] = ()) -> None:
+  """Refuses a record whose fields `keys` are not numbers (a damaged or edited file)."""
+  for key in keys + optional:
+    value = info.get(key)
+    if key in optional and value is None:
+      continue
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+      raise _error(directory, f'{os.path.join(directory, name)} has {key}={value!r}, not a '
+                   'number (a damaged or edited file)')
+
+
 def _load_reference(directory: str) -> quality.ReferenceStats:
   info = _read_json(directory, REFERENCE_JSON)
+  _numbers(directory, REFERENCE_JSON, info, ('is', 'label_entropy', 'classes_covered',
+                                              'mean_confidence', 'num_examples'),
+           optional=('fd_train_vs_test', 'fd_train_samples'))
   try:
     with np.load(os.path.join(directory, REFERENCE_NPZ)) as z:
-      mu, sigma = z['mu'], z['sigma']
+      mu, sigma = np.asarray(z['mu'], np.float64), np.asarray(z['sigma'], np.float64)
+    if mu.ndim != 1 or sigma.shape != (len(mu), len(mu)):
+      raise ValueError(f'mu {mu.shape} and sigma {sigma.shape} do not fit')
     return quality.ReferenceStats(
         mu=mu, sigma=sigma, inception_score=info['is'],
         label_entropy=info['label_entropy'], classes_covered=info['classes_covered'],
         mean_confidence=info['mean_confidence'], num_examples=info['num_examples'],
         fd_train_vs_test=info['fd_train_vs_test'],
         fd_train_samples=info['fd_train_samples'])
-  except (OSError, ValueError, KeyError) as e:
-    raise _error(directory, f'cannot read the reference statistics ({e})') from e
+  except Exception as e:  # A damaged npz: OSError, ValueError, BadZipFile, EOFError...
+    raise _error(directory, f'cannot read the reference statistics in '
+                 f'{os.path.join(directory, REFERENCE_NPZ)} ({type(e).__name__}: '
+                 f'{str(e)[:200]})') from e
 
 
 def load(dataset: str, directory: str, shipped: bool = False) -> StoredClassifier:
@@ -180,6 +199,10 @@ def load(dataset: str, directory: str, shipped: bool = False) -> StoredClassifie
                  f'expected {classifier_lib.MODEL_VERSION!r}')
   if meta.get('dataset') != name:
     raise _error(directory, f'it was trained on {meta.get("dataset")!r}, not {name!r}')
+  _numbers(directory, META_FILE, meta, ('test_accuracy',))
+  if not isinstance(meta.get('params_sha256'), str):
+    raise _error(directory, f'{os.path.join(directory, META_FILE)} has params_sha256='
+                 f'{meta.get("params_sha256")!r}, not a checksum (a damaged or edited file)')
   params_dir = os.path.join(directory, PARAMS_DIR)
   if not os.path.isdir(params_dir):
     raise _error(directory, f'the weights folder {params_dir} is missing')
@@ -250,7 +273,26 @@ def load_or_train(dataset: str, data_dir: str, classifier_dir: str | None = None
         f'--classifier_dir={directory} is inside the gan_jax package; train your own '
         'classifier into another folder (python -m gan_jax.classifier_store rebuilds '
         'the shipped ones)')
+  # Before minutes of training: a folder it can be saved in.
+  outputs.check('--classifier_dir', directory, outputs.CLASSIFIER,
+                error=ClassifierCheckpointError)
   return train_and_save(dataset, data_dir, directory, config, progress, log)
+
+
+def check_dir(classifier_dir: str | None, retrain: bool = False) -> None:
+  """Checks --classifier_dir before any work: not inside another output of
+  gan_jax, not a file or another output, and writable where a classifier is
+  to be trained into it.
+
+  Raises:
+    ClassifierCheckpointError: one line naming the problem and the fix.
+  """
+  if classifier_dir is None:
+    return
+  directory = os.path.abspath(os.path.expanduser(classifier_dir))
+  has_files = any(os.path.exists(os.path.join(directory, f)) for f in (META_FILE, PARAMS_DIR))
+  outputs.check('--classifier_dir', classifier_dir, outputs.CLASSIFIER,
+                writable=retrain or not has_files, error=ClassifierCheckpointError)
 
 
 def main(argv: list[str]) -> None:

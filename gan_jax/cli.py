@@ -181,7 +181,10 @@ def main(argv: list[str]) -> None:
   config = _config_from_flags()
   if FLAGS.interactive:
     from gan_jax import interactive
-    config = config.replace(**interactive.ask_lab_parameters(config))
+    try:
+      config = config.replace(**interactive.ask_lab_parameters(config))
+    except errors.GanJaxError as e:
+      _fail(str(e), code=e.exit_code)
   try:
     config_lib.validate(config)
   except ValueError as e:
@@ -229,6 +232,9 @@ def _run_mode(config: config_lib.Config) -> None:
       _log_traceback(config.workdir)
     _fail(str(e), code=e.exit_code, prefix=e.prefix)
   except KeyboardInterrupt:
+    if FLAGS.mode in ('sample', 'export'):  # Before its folder was reserved: nothing written.
+      _fail(f'--mode={FLAGS.mode} interrupted before writing anything; run the same command '
+            'again to start it over', code=130, prefix='stopped')
     _fail('interrupted; the last saved checkpoint is kept. Run the same command again '
           'to resume from it.', code=130, prefix='stopped')
   except Exception as e:  # A write that failed in a place no phase names, or a dead peer.

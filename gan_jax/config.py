@@ -24,6 +24,10 @@ DEFAULT_EPOCHS = 30         # --epochs on the full training split.
 DEFAULT_SAVE_INTERVAL = 5   # --save_interval likewise (at most --epochs).
 SYNTHETIC_PER_REAL = 10.0   # --synthetic_per_real (docs/scarce-data.md).
 MAX_SYNTHETIC = 60_000      # The augmentation check's synthetic images, at most.
+# The k of precision and recall's k-NN balls (quality.PR_NEIGHBOURS; a test keeps
+# them equal): every evaluation needs more than k real and k generated images.
+PR_NEIGHBOURS = 3
+MIN_EVAL_IMAGES = PR_NEIGHBOURS + 1
 
 
 def _positive_int(value: Any, maximum: int | None = None) -> str | None:
@@ -45,6 +49,19 @@ def _int_at_least(minimum: int, maximum: int) -> Callable[[Any], str | None]:
     reason = _positive_int(value, maximum)
     if reason is None and value < minimum:
       return f'must be at least {minimum} (an image of each class), got {value}'
+    return reason
+  return check
+
+
+def _images_to_evaluate(what: str, maximum: int | None = None
+                        ) -> Callable[[Any], str | None]:
+  """A rule for a count of images an evaluation scores: at least `MIN_EVAL_IMAGES`."""
+  def check(value: Any) -> str | None:
+    reason = _positive_int(value, maximum)
+    if reason is None and value < MIN_EVAL_IMAGES:
+      reason = (f'must be at least {MIN_EVAL_IMAGES}, got {value}: each evaluation\'s '
+                f'precision and recall (k-NN with k={PR_NEIGHBOURS}) need {MIN_EVAL_IMAGES} '
+                f'{what}')
     return reason
   return check
 
@@ -221,7 +238,8 @@ class Config:
   data_dir: str | None = _setting(  # None: $TFDS_DATA_DIR, else TFDS's default.
       None, 'TFDS data folder; default $TFDS_DATA_DIR, else ~/tensorflow_datasets.')
   limit: int | None = _setting(None, 'Train on the first N training examples only (quick '
-                               'experiments).', _optional(_positive_int), resume=True)
+                               'experiments); at least 4 and --batch_size.',
+                               _optional(_images_to_evaluate('real images')), resume=True)
   train_examples: int | None = _setting(
       None, 'Train on N labelled training images, balanced across the classes and chosen by '
       '--seed (their indices go into run.json): the scarce-data use, with its own defaults '
@@ -236,8 +254,9 @@ class Config:
       SYNTHETIC_PER_REAL, 'The augmentation check (with the CAS): synthetic images added '
       'per real training image (at most ' f'{MAX_SYNTHETIC:,} in all), in (0, 100].',
       _above_zero_to(100, example='10'))
-  eval_samples: int = _setting(5000, 'Generated images per quality evaluation (FD, IS).',
-                               _int_at_most(100_000), resume=True)
+  eval_samples: int = _setting(5000, 'Generated images per quality evaluation (FD, IS); at '
+                               'least 4.', _images_to_evaluate('generated images', 100_000),
+                               resume=True)
   classifier_dir: str | None = _setting(  # None: the classifier shipped with gan_jax.
       None, 'A folder for your own domain classifier: loaded if it holds one, else trained '
       'and saved there. Default: the classifier shipped with gan_jax, so FD and IS compare '
@@ -248,7 +267,8 @@ class Config:
   keep_checkpoints: int = _setting(3, 'Checkpoints to keep.',
                                    _int_at_most(1000))
   overwrite: bool = _setting(False, 'Delete an earlier run in --workdir and start over '
-                             '(only the files gan_jax wrote; anything else stays).')
+                             '(only the files gan_jax wrote; anything else stays); with '
+                             '--mode=sample or export: replace an earlier sample or export.')
   tensorboard: bool = _setting(False, 'Also log scalars and sample grids to '
                                'WORKDIR/tensorboard (needs tensorboardX).')
   progress: bool = _setting(True, 'Show progress bars (only on a terminal).')
@@ -348,6 +368,16 @@ def validate(config: Config) -> None:
     raise ValueError(
         f'--save_interval={save_interval} is larger than '
         f'--epochs={epochs}; use a value between 1 and {epochs}')
+  if config.limit is not None and config.batch_size > config.limit:
+    raise ValueError(
+        f'--batch_size={config.batch_size} is larger than the {config.limit} training '
+        f'examples of --limit={config.limit}: an epoch needs one whole batch; use '
+        f'--batch_size={config.limit} or less, or --limit={config.batch_size} or more')
   if config.train_examples is not None and config.limit is not None:
     raise ValueError(f'--train_examples={config.train_examples} and --limit={config.limit} '
                      'both choose the training images; give one of them')
+  if config.train_examples is not None and config.batch_size > config.train_examples:
+    raise ValueError(
+        f'--batch_size={config.batch_size} is larger than --train_examples='
+        f'{config.train_examples}: a batch would repeat images; use --batch_size='
+        f'{config.train_examples} or less')

@@ -9,9 +9,9 @@ without gan_jax loads (docs/export.md).
   DIR/generator.jax            the generator, serialized with jax.export
   DIR/manifest.json            source run, labelling, counts, quality
 
-Built beside DIR and renamed into place, so it is complete or absent. A
-non-empty DIR is replaced only with --overwrite, and only when it is an
-earlier export (its manifest.json says so).
+Built beside DIR and renamed into place (gan_jax.destination), so it is
+complete or absent. A non-empty DIR is replaced only with --overwrite, and
+only when it is an earlier export (manifest.json) holding nothing else.
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ import dataclasses
 import io
 import json
 import os
-import shutil
-import tempfile
+import re
 import time
 import zipfile
 from typing import Any, Callable
@@ -32,8 +31,9 @@ import jax
 import numpy as np
 from PIL import Image
 
-from gan_jax import (datasets, errors, feature_cache, files, images, input_pipeline,
+from gan_jax import (datasets, errors, feature_cache, files, images, input_pipeline, outputs,
                      quality, report, sampling, serialize, train, workdir_lock)
+from gan_jax import destination as destination_lib
 from gan_jax import workdir as workdir_lib
 from gan_jax.config import Config
 
@@ -42,6 +42,9 @@ Log = Callable[[str], None]
 FORMAT = 'gan_jax-export'   # manifest.json's 'format': marks a folder gan_jax wrote.
 FORMAT_VERSION = 1
 MANIFEST = 'manifest.json'
+# Every path an export writes (relative to it; a folder's ends with '/').
+OWN_PATHS = (r'manifest\.json|data\.npz|labels\.csv|generator\.jax|train/|train/\d+/'
+             r'|train/\d+/\d+\.png')
 SPLIT = 'train'
 MAX_DRAWS = 20              # --min_confidence: give up after drawing 20x --num_samples.
 PNG_WORKERS = 8             # Creating 60,000 small files is I/O bound: threads overlap it.
@@ -81,34 +84,27 @@ def is_export(folder: str) -> bool:
     return False
 
 
+def owns(folder: str) -> Callable[[str], bool] | None:
+  """None when `folder` is not an export, else whether a path in it (relative;
+  a folder's ends with '/') is one an export writes."""
+  if not is_export(folder):
+    return None
+  return lambda rel: re.fullmatch(OWN_PATHS, rel) is not None
+
+
+KIND = destination_lib.Kind('export', '--export_dir', outputs.EXPORT, owns, ExportError)
+
+
 def destination(config: Config) -> str:
   """The export folder, checked before anything is computed or written.
 
   Raises:
-    ExportError: it is a file, or a non-empty folder without --overwrite, or a
-      non-empty folder that is not an earlier export, or its parent is not writable.
+    ExportError: it is a file, inside another output of gan_jax, its parent is
+      not writable, or it is a non-empty folder other than an earlier export
+      holding only its own files (that one needs --overwrite).
   """
-  dest = os.path.abspath(config.export_dir or os.path.join(config.workdir, 'export'))
-  if os.path.exists(dest) and not os.path.isdir(dest):
-    raise ExportError(f'--export_dir={dest} is a file; choose a folder')
-  if os.path.isdir(dest) and os.listdir(dest):
-    if not config.overwrite:
-      raise ExportError(f'--export_dir={dest} exists and is not empty; pass --overwrite '
-                        'to replace an earlier export there, or choose another folder')
-    if not is_export(dest):
-      raise ExportError(f'--export_dir={dest} holds files that are not an export of '
-                        f'gan_jax (no {MANIFEST} of one); --overwrite only replaces an '
-                        'earlier export, so choose another folder')
-  parent = os.path.dirname(dest)
-  while not os.path.exists(parent):
-    parent = os.path.dirname(parent)
-  try:
-    with tempfile.TemporaryFile(dir=parent):
-      pass
-  except OSError as e:
-    raise ExportError(f'--export_dir={dest}: cannot write in {parent} ({e.strerror}); '
-                      'choose a folder you can write to') from None
-  return dest
+  given = config.export_dir or os.path.join(config.workdir, 'export')
+  return destination_lib.check(KIND, given, config.overwrite)
 
 
 def _check_labelling(config: Config, run_config: Config) -> None:
@@ -181,8 +177,11 @@ def write_pngs(root: str, pixels: np.ndarray, names: list[str]) -> None:
   def write(i: int) -> None:
     with open(os.path.join(root, names[i]), 'wb') as f:
       f.write(encode_png(pixels[i]))
-  with concurrent.futures.ThreadPoolExecutor(PNG_WORKERS) as pool:
+  pool = concurrent.futures.ThreadPoolExecutor(PNG_WORKERS)
+  try:
     list(pool.map(write, range(len(names)), chunksize=256))
+  finally:  # On a stop (Ctrl-C, SIGTERM), the images not yet written are not started.
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def write_npz(path: str, **arrays: np.ndarray) -> None:
@@ -221,18 +220,10 @@ def write_folder(folder: str, drawn: Drawn, class_names: list[str], generator: b
     f.write(generator)
 
 
-def install(tmp: str, dest: str) -> None:
-  """Puts the finished folder `tmp` at `dest`; an earlier export there is
-  replaced (moved aside first, so a failure leaves one of the two whole)."""
-  old = None
-  if os.path.isdir(dest) and os.listdir(dest):
-    old = tempfile.mkdtemp(dir=os.path.dirname(dest), prefix='.export-old-')
-    os.replace(dest, os.path.join(old, 'export'))
-  elif os.path.isdir(dest):
-    os.rmdir(dest)
-  os.replace(tmp, dest)
-  if old:
-    shutil.rmtree(old)
+def install(tmp: str, dest: str, overwrite: bool = False, log: Log = print) -> str:
+  """Puts the finished folder `tmp` at `dest` without replacing what gan_jax
+  did not write (`destination.Place.install`); returns where it went."""
+  return destination_lib.Place(KIND, os.path.abspath(dest), overwrite, log).install(tmp)
 
 
 def set_quality(drawn: Drawn, stored, run_config: Config, data_dir: str,
@@ -304,9 +295,22 @@ def export_from_run(config: Config, log: Log = print) -> dict[str, Any]:
   Raises:
     ExportError, errors.RunError: bad destination, no checkpoint, a flag that
       does not fit the run; nothing is written.
+    workdir_lock.WorkdirBusy: another command writes the destination.
+    errors.Interrupted: SIGINT / SIGTERM; the partial set is removed.
   """
   t0 = time.time()
   dest = destination(config)
+  from gan_jax import classifier_store
+  classifier_store.check_dir(config.classifier_dir)
+  with destination_lib.reserved(KIND, dest, config.overwrite, log) as place:
+    manifest = _export(config, dest, place, log)
+    _print_summary(place.installed, manifest, time.time() - t0, log)
+  return manifest
+
+
+def _export(config: Config, dest: str, place: destination_lib.Place, log: Log
+            ) -> dict[str, Any]:
+  """`export_from_run` once its destination is held."""
   # A training run may not start in the workdir while its checkpoint is read.
   with workdir_lock.hold(os.path.abspath(config.workdir), exclusive=False, command='export'):
     state, run_config, epoch = sampling.load_latest_run(config, log)
@@ -328,27 +332,21 @@ def export_from_run(config: Config, log: Log = print) -> dict[str, Any]:
   unchanged = f'the run in {os.path.abspath(config.workdir)} and {dest} are unchanged'
   with workdir_lib.write_failures_explained(config.workdir, 'the export failed',
                                             unchanged, dest):
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=os.path.dirname(dest), prefix='.export-tmp-')
-    try:
-      # The quality figures (mostly XLA) are computed while the files (mostly
-      # I/O) are written: the two overlap on a 2-core CPU.
-      with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        figures = pool.submit(set_quality, drawn, stored, run_config, data_dir, test.images)
-        exported = serialize.export_generator(state)
-        write_folder(tmp, drawn, class_names, exported.serialize())
-        figures = figures.result()
-      cas = _cas(config, run_config, drawn, data_dir, log)
-      manifest = _manifest(config, run_config, epoch, drawn, stored, figures, cas)
-      manifest['augmentation_check'] = _augmentation_check(config, run_config, drawn,
-                                                           data_dir, log)
-      manifest['generator'] = serialize.describe(exported)
-      files.write_json(os.path.join(tmp, MANIFEST), manifest)
-      install(tmp, dest)
-    except BaseException:
-      shutil.rmtree(tmp, ignore_errors=True)
-      raise
-  _print_summary(dest, manifest, time.time() - t0, log)
+    tmp = place.temp()  # Removed by `place` unless renamed into place.
+    # The quality figures (mostly XLA) are computed while the files (mostly
+    # I/O) are written: the two overlap on a 2-core CPU.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+      figures = pool.submit(set_quality, drawn, stored, run_config, data_dir, test.images)
+      exported = serialize.export_generator(state)
+      write_folder(tmp, drawn, class_names, exported.serialize())
+      figures = figures.result()
+    cas = _cas(config, run_config, drawn, data_dir, log)
+    manifest = _manifest(config, run_config, epoch, drawn, stored, figures, cas)
+    manifest['augmentation_check'] = _augmentation_check(config, run_config, drawn, data_dir,
+                                                         log)
+    manifest['generator'] = serialize.describe(exported)
+    files.write_json(os.path.join(tmp, MANIFEST), manifest)
+    place.install(tmp)
   return manifest
 
 

@@ -37,8 +37,10 @@ def training_features(classifier, classifier_sha256: str, dataset: str, data_dir
   path = cache_path(dataset, classifier_sha256, data_dir)
   try:
     with np.load(path) as cached:
-      return cached['features'], cached['labels']
-  except (OSError, KeyError, ValueError):
+      features, labels = cached['features'], cached['labels']
+    if features.ndim == 2 and labels.shape == (len(features),):
+      return features, labels
+  except Exception:  # pylint: disable=broad-except  # A damaged cache: BadZipFile, EOFError...
     pass
   split = input_pipeline.load_split(dataset, 'train', data_dir)
   features = classifier.features(split.images)

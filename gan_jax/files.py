@@ -50,9 +50,10 @@ def record(workdir: str, path: str) -> None:
 
 
 def recorded(workdir: str) -> set[str] | None:
-  """The paths `workdir`'s record holds (relative), or None without a record."""
+  """The paths `workdir`'s record holds (relative), or None without a record
+  (a damaged line names no path of gan_jax's: what it named is kept)."""
   try:
-    with open(os.path.join(workdir, RECORD), encoding='utf-8') as f:
+    with open(os.path.join(workdir, RECORD), encoding='utf-8', errors='replace') as f:
       return {line.rstrip('\n') for line in f if line.strip()}
   except FileNotFoundError:
     return None
@@ -81,6 +82,15 @@ def write_bytes(path: str, data: bytes) -> None:
     if os.path.exists(tmp):
       os.unlink(tmp)
     raise
+
+
+def make_temp_dir(parent: str, prefix: str) -> str:
+  """A new folder in `parent` named `prefix` + 8 random characters, with the
+  usual mode of a folder (mkdtemp makes 0700): the temporary form of a folder
+  that is renamed into place once complete."""
+  path = tempfile.mkdtemp(dir=parent, prefix=prefix)
+  os.chmod(path, 0o777 & ~_UMASK)
+  return path
 
 
 def write_text(path: str, text: str) -> None:

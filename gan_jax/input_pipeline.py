@@ -103,7 +103,7 @@ def load_split(dataset: str, split: str = 'train', data_dir: str | None = None,
     raise DataUnavailableError(f'data dir {data_dir} is a file, not a folder; '
                                'point --data_dir (or TFDS_DATA_DIR) at a folder')
   _check_readable(name, data_dir)
-  builder = tfds.builder(f'{name}:{datasets.get(name).version}', data_dir=data_dir)
+  builder = _builder(name, data_dir)
   if not builder.is_prepared():
     if not _online():
       raise DataUnavailableError(_unavailable_message(
@@ -165,6 +165,24 @@ def training_split(dataset: str, data_dir: str | None, limit: int | None = None,
   full = load_split(dataset, 'train', data_dir)
   indices = balanced_indices(full.labels, train_examples, seed)
   return Split(images=full.images[indices], labels=full.labels[indices]), indices
+def _builder(name: str, data_dir: str):
+  """TFDS's builder of the dataset, which reads its metadata (dataset_info.json,
+  features.json): damaged metadata is one line naming the files and the fix.
+
+  Raises:
+    DataDamagedError: the metadata cannot be read.
+  """
+  import tensorflow_datasets as tfds
+  try:
+    return tfds.builder(f'{name}:{datasets.get(name).version}', data_dir=data_dir)
+  except Exception as e:  # JSON and protobuf parse errors, OS errors: the metadata.
+    folder = os.path.join(data_dir, name, datasets.get(name).version)
+    cause = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+    raise DataDamagedError(
+        f'the metadata of {name!r} in {folder} (dataset_info.json, features.json) cannot '
+        f'be read: {cause}. The files are damaged (e.g. cut short by an interrupted copy) '
+        f'or unreadable: copy or prepare the dataset again into {data_dir} (see the '
+        'README), and check its permissions') from e
 
 
 def _check_readable(name: str, data_dir: str) -> None:

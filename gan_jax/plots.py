@@ -225,8 +225,13 @@ def write_progression_gif(sample_dir: str, path: str) -> bool:
     return False
   frames = []
   for epoch, grid_path in grids:
-    with Image.open(grid_path) as grid:
-      frames.append(_titled_frame(grid, f'Epoch {epoch}'))
+    try:
+      with Image.open(grid_path) as grid:
+        frames.append(_titled_frame(grid, f'Epoch {epoch}'))
+    except (OSError, ValueError, SyntaxError):  # A damaged grid: the GIF goes without it.
+      continue
+  if not frames:
+    return False
   size = frames[0].size
   # GIF frames share one canvas: make any odd-sized grid match the first.
   frames = [f if f.size == size else f.resize(size) for f in frames]

@@ -8,14 +8,17 @@ generator loaded for drawing, and --mode=sample.
 from __future__ import annotations
 
 import functools
+import json
 import os
+import re
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gan_jax import checkpoints, datasets, images, train, workdir_lock
+from gan_jax import checkpoints, datasets, destination, files, images, outputs, train
+from gan_jax import workdir_lock
 from gan_jax import workdir as workdir_lib
 from gan_jax.config import Config
 from gan_jax.errors import RunError
@@ -25,6 +28,10 @@ Log = Callable[[str], None]
 GRID_SIDE = 5  # The fixed 5x5 grid (a conditional run: 10x10, a class per row).
 # The key streams of a run, each its own use of --seed.
 KEY_STREAMS = ('init', 'shuffle', 'train', 'grid', 'eval', 'final', 'sample')
+# A sample folder's record of what --mode=sample wrote there (so a later sample
+# replaces exactly those, with --overwrite, and never mixes with them).
+SAMPLE_RECORD = '.gan_jax-sample.json'
+SAMPLE_FORMAT = 'gan_jax-sample'
 
 
 @jax.jit
@@ -166,30 +173,75 @@ def noise_scale_text(scale: float) -> str:
   return f' (noise scale {scale:g})' if scale != 1 else ''
 
 
+def _sample_record(folder: str) -> dict[str, Any] | None:
+  """The record of the sample in `folder` (`SAMPLE_RECORD`), or None."""
+  try:
+    with open(os.path.join(folder, SAMPLE_RECORD)) as f:
+      record = json.load(f)
+  except (OSError, ValueError):
+    return None
+  if (not isinstance(record, dict) or record.get('format') != SAMPLE_FORMAT
+      or not isinstance(record.get('files'), list)):
+    return None
+  return record
+
+
+def owns(folder: str) -> Callable[[str], bool] | None:
+  """None when `folder` is not a sample, else whether a path in it (relative)
+  is one the sample wrote. A folder of `sample_NNN.png` only (written before
+  samples had a record) counts as one too."""
+  record = _sample_record(folder)
+  if record is not None:
+    names = {str(n) for n in record['files']} | {SAMPLE_RECORD}
+    return lambda rel: rel in names
+  try:
+    names = os.listdir(folder)
+  except OSError:
+    return None
+  legacy = re.compile(r'sample_\d+\.png|\.tmp-.*')
+  if names and all(legacy.fullmatch(n) and os.path.isfile(os.path.join(folder, n))
+                   for n in names):
+    return lambda rel: legacy.fullmatch(rel) is not None
+  return None
+
+
+def is_sample(folder: str) -> bool:
+  """True when `folder` holds images written by --mode=sample."""
+  return os.path.isdir(folder) and owns(folder) is not None
+
+
+KIND = destination.Kind('sample', '--sample_dir', outputs.SAMPLE, owns)
+
+
 def sample_from_run(config: Config, log: Log = print) -> list[str]:
   """Writes `config.num_samples` PNGs from the latest generator of `config.workdir`.
 
-  The run's own configuration (arch, noise_dim, dtype...) is read from its
-  checkpoint; `config.seed` picks the noise.
+  The run's own configuration is read from its checkpoint; `config.seed`
+  picks the noise. The images, with their record (`SAMPLE_RECORD`), are
+  written beside the folder and renamed into place (`destination`); an
+  earlier sample there is replaced only with --overwrite.
 
   Raises:
     RunError: no checkpoint in the workdir, or the sample dir is unusable.
     checkpoints.CheckpointError: the checkpoint is corrupt.
-    workdir_lock.WorkdirBusy: a run is training in the workdir.
+    workdir_lock.WorkdirBusy: a run is training in the workdir, or another
+      command writes the sample folder.
     errors.WriteError: the images cannot be written (one line).
+    errors.Interrupted: SIGINT / SIGTERM; nothing is left half-written.
   """
   workdir = os.path.abspath(config.workdir)
-  with workdir_lock.hold(workdir, exclusive=False, command='sampling'), \
-       workdir_lib.write_failures_explained(workdir, 'sampling failed',
-                                            f'the run in {workdir} is unchanged'):
-    return _sample(config, workdir, log)
+  sample_dir = destination.check(
+      KIND, config.sample_dir or os.path.join(workdir, 'samples'), config.overwrite)
+  kept = f'the run in {workdir} is unchanged and {sample_dir} is as it was'
+  with destination.reserved(KIND, sample_dir, config.overwrite, log) as place, \
+       workdir_lock.hold(workdir, exclusive=False, command='sampling'), \
+       workdir_lib.write_failures_explained(workdir, 'sampling failed', kept):
+    return _sample(config, workdir, place, log)
 
 
-def _sample(config: Config, workdir: str, log: Log) -> list[str]:
-  """`sample_from_run` once the workdir is held."""
-  sample_dir = os.path.abspath(config.sample_dir or os.path.join(workdir, 'samples'))
-  if os.path.exists(sample_dir) and not os.path.isdir(sample_dir):
-    raise RunError(f'--sample_dir={sample_dir} is a file; choose a folder')
+def _sample(config: Config, workdir: str, place: destination.Place, log: Log
+            ) -> list[str]:
+  """`sample_from_run` once the workdir and the sample folder are held."""
   state, run_config, epoch = load_latest_run(config, log)
   key = jax.random.fold_in(keys(config.seed)['sample'], config.num_samples)
   z = sample_noise(key, config.num_samples, run_config.noise_dim, config.noise_scale)
@@ -202,8 +254,13 @@ def _sample(config: Config, workdir: str, log: Log) -> list[str]:
       labels = np.full(config.num_samples, config.label)
       name = datasets.get(run_config.dataset).class_names[config.label]
       what = f' of class {config.label} ({name})'
-  names = images.save_images(sample_dir, generate(state, z, labels),
-                             prefix='sample_')
+  tmp = place.temp()
+  names = images.save_images(tmp, generate(state, z, labels), prefix='sample_')
+  files.write_json(os.path.join(tmp, SAMPLE_RECORD), {
+      'format': SAMPLE_FORMAT, 'workdir': workdir, 'checkpoint_epoch': epoch,
+      'seed': config.seed, 'noise_scale': config.noise_scale, 'label': config.label,
+      'files': names})
+  sample_dir = place.install(tmp)
   log(f'Wrote {len(names)} images{what} from the generator of epoch {epoch} to '
       f'{sample_dir}{noise_scale_text(config.noise_scale)}')
   return [os.path.join(sample_dir, n) for n in names]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import os
 import signal
@@ -81,14 +80,17 @@ def train_and_evaluate(config: Config, log: Log = print) -> dict[str, Any]:
       progress = checkpoints.resume(
           run.manager, config, sampling.initial_progress(config, run.keys, run.mesh),
           reporter.write)
-      finished = os.path.join(workdir.path, 'report.json')
-      if progress.start_epoch >= config.epochs and os.path.exists(finished):
+      finished = (workdir_lib.finished_report(workdir.path, reporter.write)
+                  if progress.start_epoch >= config.epochs else None)
+      if finished is not None:
         # Nothing to do: keep the finished run's outputs (and their wall times) as they are.
         reporter.write(f'This run is already complete ({progress.start_epoch}/'
                        f'{config.epochs} epochs) in {workdir.path}; pass a larger --epochs '
                        'to train on, or --overwrite to start over')
-        with open(finished) as f:
-          return json.load(f)
+        workdir_lib.repair_finished(workdir.path, progress.history,
+                                    lambda: report.run_info(config, run.evaluator),
+                                    reporter.write)
+        return finished
       reporter.start(progress.history)
       images_per_s = _train_epochs(run, progress)
     with workdir_lib.write_failures_explained(workdir.path, 'the final outputs failed'):
@@ -102,14 +104,26 @@ def _set_up(config: Config, log: Log) -> Run:
   """Everything that can fail on bad input, before anything is written."""
   config = config_lib.resolve(config)  # What the preset decides (config.resolve).
   config = config.replace(data_dir=input_pipeline.resolve_data_dir(config.data_dir))
+  _check_settings(config)
+  workdir_lib.check_workdir(config)  # Every path it writes, before any work.
+  from gan_jax import classifier_store
+  classifier_store.check_dir(config.classifier_dir, config.retrain_classifier)
   reporter = report.make(config, log)
   data, indices = _load_training_data(config)
   evaluator = evaluate.Evaluator(config, reporter.write)
   reporter.use_evaluator(evaluator, data, indices)
-  workdir_lib.check_workdir(config)
   return Run(config=config, data=data, evaluator=evaluator, reporter=reporter,
              keys=sampling.keys(config.seed), mesh=train.make_mesh(),
              passes=presets.passes_per_epoch(config.train_examples, len(data.images)))
+
+
+def _check_settings(config: Config) -> None:
+  """The settings table's rules (`config.validate`), for callers other than
+  the command line (which checks them before jax starts)."""
+  try:
+    config_lib.validate(config)
+  except ValueError as e:
+    raise RunError(str(e)) from None
 
 
 def _load_training_data(config: Config) -> tuple[input_pipeline.Split, np.ndarray | None]:

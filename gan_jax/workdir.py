@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import re
 import shutil
-import tempfile
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
-from gan_jax import checkpoints, errors, files, multihost, workdir_lock
+from gan_jax import checkpoints, destination, errors, files, multihost, outputs, workdir_lock
 from gan_jax.config import Config
 from gan_jax.errors import RunError
 
@@ -43,24 +43,65 @@ _HALF_WRITTEN = r'\.tmp-.*|.*\.orbax-checkpoint-tmp.*'  # By files.py or Orbax.
 
 
 def check_workdir(config: Config) -> None:
-  """Checks the workdir can hold a run (before anything is written).
+  """Checks the workdir can hold a run (before anything is read or written):
+  a folder (or missing) that is not inside another output of gan_jax, is not
+  an export, sample or classifier folder, can be written, and whose own
+  outputs have their kind (`checkpoints` a folder, `report.json` a file...).
 
   Raises:
-    RunError: the workdir is a file or not writable.
+    RunError: one line naming the problem and the fix.
   """
-  workdir = os.path.abspath(config.workdir)
-  if os.path.exists(workdir) and not os.path.isdir(workdir):
-    raise RunError(f'--workdir={config.workdir} is a file, not a folder; '
-                   'choose a folder (it is created if missing)')
-  parent = workdir
-  while not os.path.exists(parent):
-    parent = os.path.dirname(parent)
-  try:  # A real probe: os.access says yes to root even on read-only mounts.
-    with tempfile.TemporaryFile(dir=parent):
-      pass
-  except OSError as e:
-    raise RunError(f'--workdir={config.workdir}: cannot write in {parent} ({e.strerror}); '
-                   'choose a folder you can write to') from None
+  workdir = outputs.check('--workdir', config.workdir, outputs.RUN)
+  for name in OUTPUTS:
+    path = os.path.join(workdir, name)
+    folder = '.' not in name
+    if os.path.lexists(path) and os.path.isdir(path) != folder:
+      raise RunError(
+          f'{path} is a {"file" if folder else "folder"} where the run keeps its '
+          f'{name} (a {"folder" if folder else "file"}); it is kept as it is; move it away, '
+          'or choose another --workdir')
+
+
+def finished_report(workdir: str, log: Log) -> dict[str, Any] | None:
+  """The report.json of a finished run, or None when there is none, or it is
+  damaged (a line says so: the final outputs are then made again)."""
+  path = os.path.join(workdir, 'report.json')
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path) as f:
+      report = json.load(f)
+    if isinstance(report, dict) and isinstance(report.get('epochs'), int):
+      return report
+    why = 'not the report of a run'
+  except (OSError, ValueError) as e:
+    why = f'{type(e).__name__}: {str(e)[:100]}'
+  log(f'warning: {path} is damaged ({why}); the final outputs are made again from the '
+      'last checkpoint')
+  return None
+
+
+def repair_finished(workdir: str, history: list[dict[str, Any]],
+                    run_info: Callable[[], dict[str, Any]], log: Log) -> None:
+  """Writes a finished run's metrics.jsonl again from the checkpoint's history,
+  and its run.json from `run_info()`, where they are damaged (a line each)."""
+  metrics, run = os.path.join(workdir, 'metrics.jsonl'), os.path.join(workdir, 'run.json')
+  try:
+    logged = [r.get('epoch') for r in files.read_jsonl(metrics)]
+    why = None if logged == [r['epoch'] for r in history] else 'its epochs differ'
+  except (OSError, ValueError, AttributeError) as e:
+    why = f'{type(e).__name__}: {str(e)[:100]}'
+  if why:
+    log(f'warning: {metrics} is damaged ({why}); written again from the checkpoint')
+    files.write_jsonl(metrics, history)
+  try:
+    with open(run) as f:
+      why = None if isinstance(json.load(f), dict) else 'not a JSON object'
+  except (OSError, ValueError) as e:
+    why = f'{type(e).__name__}: {str(e)[:100]}'
+  if why:
+    log(f'warning: {run} is damaged ({why}); written again for this command')
+    files.write_json(run, run_info())
 
 
 def gan_jax_outputs(workdir: str) -> list[str]:
@@ -76,6 +117,8 @@ def gan_jax_outputs(workdir: str) -> list[str]:
       full = os.path.join(path, name)
       if re.fullmatch(_HALF_WRITTEN, name):
         found.append(full)
+      elif folder == 'checkpoints' and name.isdigit() and not os.path.isdir(full):
+        continue  # gan_jax writes checkpoints as folders: this file is not one of them.
       elif any(re.fullmatch(p, name) for p in patterns) and (
           recorded is None or os.path.relpath(full, workdir) in recorded):
         found.append(full)
@@ -157,6 +200,8 @@ class Workdir:
     ours = [p for p in gan_jax_outputs(self.path)
             if not re.fullmatch(r'error\.log|' + _HALF_WRITTEN, os.path.basename(p))]
     present = sorted({os.path.relpath(p, self.path).split(os.sep)[0] for p in ours})
+    if config.overwrite and self.main:  # What killed samples and exports left here.
+      destination.clear_leftovers(self.path, log)
     if config.overwrite and ours:
       log(_overwrite_message(self.path, ours))
       if self.main:

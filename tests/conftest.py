@@ -47,6 +47,22 @@ def data_dir() -> str:
 
 
 @pytest.fixture(scope='session')
+def trained_run(tmp_path_factory, classifier_dir):
+  """A finished 2-epoch run (checkpoints 1 and 2) of the mlp on 256 fake
+  examples, trained once per test process; tests copy it before changing it."""
+  from gan_jax import trainer
+  from gan_jax.config import Config
+  from mock_tfds import fake_datasets
+  workdir = tmp_path_factory.mktemp('trained') / 'run'
+  config = Config(arch='mlp', epochs=2, save_interval=1, batch_size=64, limit=256,
+                  eval_samples=100, workdir=str(workdir), data_dir='/nonexistent/mock_tfds',
+                  classifier_dir=classifier_dir, progress=False)
+  with fake_datasets():
+    trainer.train_and_evaluate(config, log=lambda *_: None)
+  return workdir
+
+
+@pytest.fixture(scope='session')
 def classifier_dir() -> str:
   """The MNIST classifier shipped with the package, as an explicit folder."""
   from gan_jax import classifier_store

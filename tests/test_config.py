@@ -83,7 +83,27 @@ def test_save_interval_cannot_exceed_epochs():
 def test_limit_must_be_positive_when_given():
   with pytest.raises(ValueError, match='--limit'):
     config.validate(config.Config(limit=0))
-  config.validate(config.Config(limit=10))
+  config.validate(config.Config(limit=10, batch_size=8))
+
+
+@pytest.mark.parametrize('field', ['limit', 'eval_samples'])
+def test_too_few_images_for_an_evaluation_are_refused_at_start(field):
+  # Precision and recall (k-NN) need k+1 real and k+1 generated images.
+  from gan_jax import quality
+  assert config.MIN_EVAL_IMAGES == quality.PR_NEIGHBOURS + 1 == config.PR_NEIGHBOURS + 1
+  for n in (1, 2, 3):
+    with pytest.raises(ValueError, match=rf'--{field}: must be at least 4, got {n}: each '
+                       r"evaluation's precision and recall \(k-NN with k=3\) need 4"):
+      config.validate(config.Config(**{field: n, 'batch_size': 1}))
+  config.validate(config.Config(**{field: 4, 'batch_size': 1}))
+
+
+def test_a_limit_below_one_batch_is_refused_at_start():
+  with pytest.raises(ValueError, match=r'--batch_size=32 is larger than the 10 training '
+                     r'examples of --limit=10: an epoch needs one whole batch; use '
+                     r'--batch_size=10 or less, or --limit=32 or more'):
+    config.validate(config.Config(limit=10))
+  config.validate(config.Config(limit=32))
 
 
 @pytest.mark.parametrize('label', [-1, 10, 2.5, True])

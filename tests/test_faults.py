@@ -40,15 +40,10 @@ def _quiet(*_):
   pass
 
 
-@pytest.fixture(scope='module')
-def trained(tmp_path_factory, classifier_dir):
+@pytest.fixture
+def trained(trained_run):
   """A finished 2-epoch run (checkpoints 1 and 2) on the fake data; copy it."""
-  from mock_tfds import fake_datasets
-  workdir = tmp_path_factory.mktemp('trained') / 'run'
-  with fake_datasets():
-    trainer.train_and_evaluate(_config(workdir, '/nonexistent/mock_tfds', classifier_dir),
-                               log=_quiet)
-  return workdir
+  return trained_run
 
 
 def _copy(trained, tmp_path, name='run'):
@@ -248,22 +243,23 @@ def test_sample_mode_failing_to_write_is_one_line(
     sampling.sample_from_run(_config(workdir, mock_data_dir, classifier_dir, num_samples=3),
                             log=_quiet)
   message = _one_line(info.value)
-  assert message.startswith(f'sampling failed while writing {workdir / "samples"}')
-  assert words in message and f'the run in {workdir} is unchanged' in message
+  # Written beside the sample folder, then renamed: nothing of it is left.
+  assert message.startswith(f'sampling failed while writing {workdir}/.sample-tmp-samples-')
+  assert words in message
+  assert f'the run in {workdir} is unchanged and {workdir / "samples"} is as it was' in message
+  assert not (workdir / 'samples').exists()
+  assert not [n for n in os.listdir(workdir) if n.startswith('.sample-')]
 
 
-def test_sample_dir_under_a_file_is_one_line_from_the_command_line(tmp_path, trained):
+def test_sample_dir_under_a_file_is_refused_before_anything_is_drawn(tmp_path, trained):
   workdir = _copy(trained, tmp_path)
   (tmp_path / 'a_file').write_text('mine')
   result = _cli(['--mode=sample', f'--workdir={workdir}', f'--sample_dir={tmp_path}/a_file/x',
                  '--num_samples=3'], cwd=tmp_path)
-  assert result.returncode == 4, result.stderr
-  assert 'Traceback' not in result.stderr
-  assert _error_lines(result.stderr) == [l for l in result.stderr.splitlines() if l.strip()]
-  line, = _error_lines(result.stderr)
-  assert line.startswith(f'error: sampling failed while writing {tmp_path}/a_file/x')
-  assert 'Not a directory (ENOTDIR)' in line and 'move it away' in line
-  assert 'Traceback' in (workdir / 'error.log').read_text()
+  assert result.returncode == 2, result.stderr
+  line, = [l for l in result.stderr.splitlines() if l.strip()]
+  assert line == (f'error: --sample_dir={tmp_path}/a_file/x: cannot write in {tmp_path}/a_file '
+                  '(Not a directory); choose a folder you can write to')
   assert (tmp_path / 'a_file').read_text() == 'mine'
 
 
@@ -287,7 +283,8 @@ def test_export_failing_to_write_is_one_line_and_leaves_no_folder(
   assert message.startswith(f'the export failed while writing {dest.parent}')
   assert 'No space left on device (ENOSPC)' in message
   assert f'the run in {workdir} and {dest} are unchanged' in message
-  assert os.listdir(dest.parent) == []  # Nothing half-written, no temporary folder.
+  # Nothing half-written, no temporary folder, and the folder made for it is gone again.
+  assert not dest.parent.exists()
 
 
 def test_export_dir_under_a_file_is_refused_before_anything_is_drawn(tmp_path, trained):
@@ -392,6 +389,169 @@ def test_every_checkpoint_damaged_is_one_line(tmp_path, trained, mock_data_dir,
   assert '2.damaged' in message and '1.damaged' in message and '--overwrite' in message
 
 
+def test_a_checkpoint_replaced_by_a_file_is_set_aside_and_the_run_resumes_from_the_previous(
+    tmp_path, trained, mock_data_dir, classifier_dir):
+  workdir = _copy(trained, tmp_path)
+  shutil.rmtree(workdir / 'checkpoints' / '2')
+  (workdir / 'checkpoints' / '2').write_text('not a checkpoint')
+  read = []  # A reader skips it and renames nothing.
+  sampling.sample_from_run(_config(workdir, mock_data_dir, classifier_dir, num_samples=2),
+                           log=read.append)
+  assert read[0] == (f'warning: checkpoint 2 in {workdir / "checkpoints"} is a file, not a '
+                     'checkpoint; skipped (the next training run sets it aside)')
+  assert 'from the generator of epoch 1' in read[-1]
+  lines = []
+  trainer.train_and_evaluate(_config(workdir, mock_data_dir, classifier_dir), log=lines.append)
+  warning, = [l for l in lines if l.startswith('warning:')]
+  assert warning == (f'warning: checkpoint 2 in {workdir / "checkpoints"} is a file, not a '
+                     'checkpoint (a checkpoint is a folder); set aside as '
+                     f'{workdir / "checkpoints" / "2.damaged"}')
+  assert 'Resuming from the checkpoint of epoch 1' in ' '.join(lines)
+  assert (workdir / 'checkpoints' / '2.damaged').read_text() == 'not a checkpoint'  # Kept.
+  assert _steps(workdir) == ['1', '2'] and _epochs_logged(workdir) == [1, 2]
+  # Not gan_jax's, so --overwrite leaves it too.
+  assert str(workdir / 'checkpoints' / '2.damaged') not in workdir_lib.gan_jax_outputs(
+      str(workdir))
+
+
+def test_checkpoints_being_a_file_is_refused_before_the_data_is_read(
+    tmp_path, mock_data_dir, classifier_dir, monkeypatch):
+  workdir = tmp_path / 'run'
+  workdir.mkdir()
+  (workdir / 'checkpoints').write_text('mine')
+
+  def never(*_, **__):
+    raise AssertionError('the data was read although the workdir is refused')
+
+  monkeypatch.setattr(input_pipeline, 'load_split', never)
+  with pytest.raises(trainer.RunError) as info:
+    trainer.train_and_evaluate(_config(workdir, mock_data_dir, classifier_dir), log=_quiet)
+  assert _one_line(info.value) == (
+      f'{workdir / "checkpoints"} is a file where the run keeps its checkpoints (a folder); it '
+      'is kept as it is; move it away, or choose another --workdir')
+  assert os.listdir(workdir) == ['checkpoints']
+
+
+# --- Damaged outputs of a run, read back ----------------------------------------------------
+
+
+def test_a_damaged_report_of_a_finished_run_is_made_again_not_a_traceback(
+    tmp_path, trained, mock_data_dir, classifier_dir):
+  workdir = _copy(trained, tmp_path)
+  (workdir / 'report.json').write_text('{"trunc\n')
+  config = _config(workdir, mock_data_dir, classifier_dir)
+  lines = []
+  report = trainer.train_and_evaluate(config, log=lines.append)
+  warning, = [l for l in lines if l.startswith('warning:')]
+  assert warning.startswith(f'warning: {workdir / "report.json"} is damaged (JSONDecodeError: ')
+  assert warning.endswith('); the final outputs are made again from the last checkpoint')
+  assert not any(l.startswith('Epoch ') for l in lines)  # Nothing trained again.
+  with open(workdir / 'report.json') as f:
+    assert json.load(f) == json.loads(json.dumps(report)) and report['epochs'] == 2
+  again = []
+  trainer.train_and_evaluate(config, log=again.append)
+  assert any(l.startswith('This run is already complete (2/2 epochs)') for l in again)
+  assert not any(l.startswith('warning:') for l in again)
+
+
+def test_damaged_metrics_and_run_json_are_written_again(tmp_path, trained, mock_data_dir,
+                                                        classifier_dir):
+  finished = _copy(trained, tmp_path, 'finished')
+  resumed = _copy(trained, tmp_path, 'resumed')
+  for workdir in (finished, resumed):
+    (workdir / 'metrics.jsonl').write_bytes(b'{"epoch": 1, "d_lo\xff\n')
+    (workdir / 'run.json').write_text('[')
+  lines = []  # A finished run: named and written again from the checkpoint.
+  trainer.train_and_evaluate(_config(finished, mock_data_dir, classifier_dir), log=lines.append)
+  warnings = [l for l in lines if l.startswith('warning:')]
+  assert len(warnings) == 2
+  assert warnings[0].startswith(f'warning: {finished / "metrics.jsonl"} is damaged (')
+  assert warnings[0].endswith('); written again from the checkpoint')
+  assert warnings[1].startswith(f'warning: {finished / "run.json"} is damaged (JSONDecodeError')
+  # A run that goes on writes both afresh from its checkpoint.
+  trainer.train_and_evaluate(_config(resumed, mock_data_dir, classifier_dir, epochs=3),
+                             log=_quiet)
+  for workdir, epochs in ((finished, [1, 2]), (resumed, [1, 2, 3])):
+    assert _epochs_logged(workdir) == epochs
+    with open(workdir / 'run.json') as f:
+      assert json.load(f)['config']['arch'] == 'mlp'
+
+
+def _classifier_copy(tmp_path, classifier_dir, name, damage):
+  folder = tmp_path / name
+  shutil.copytree(classifier_dir, folder)
+  damage(folder)
+  return folder
+
+
+def _edit_json(name, **changes):
+  def damage(folder):
+    with open(folder / name) as f:
+      record = json.load(f)
+    (folder / name).write_text(json.dumps({**record, **changes}))
+  return damage
+
+
+CLASSIFIER_DAMAGE = {
+    'classifier.json-test_accuracy': (_edit_json('classifier.json', test_accuracy='high'),
+                                      "classifier.json has test_accuracy='high', not a number"),
+    'classifier.json-truncated': (lambda f: (f / 'classifier.json').write_text('{"model_ver'),
+                                  'cannot read {folder}/classifier.json'),
+    'reference.json-is': (_edit_json('reference.json', **{'is': [9.7]}),
+                          'reference.json has is=[9.7], not a number'),
+    'reference.json-not-an-object': (lambda f: (f / 'reference.json').write_text('7'),
+                                     '{folder}/reference.json is not a JSON object'),
+    'reference.npz-truncated': (lambda f: open(f / 'reference.npz', 'r+b').truncate(100),
+                                'cannot read the reference statistics in {folder}/reference.npz'),
+}
+
+
+@pytest.mark.parametrize('case', sorted(CLASSIFIER_DAMAGE))
+def test_a_damaged_classifier_folder_is_one_line_before_training(
+    tmp_path, mock_data_dir, classifier_dir, case, monkeypatch):
+  damage, words = CLASSIFIER_DAMAGE[case]
+  folder = _classifier_copy(tmp_path, classifier_dir, 'clf', damage)
+  monkeypatch.setattr(trainer.train, 'run_chunk', lambda *_: pytest.fail('an epoch trained'))
+  from gan_jax import classifier_store
+  with pytest.raises(classifier_store.ClassifierCheckpointError) as info:
+    trainer.train_and_evaluate(_config(tmp_path / 'run', mock_data_dir, str(folder)),
+                               log=_quiet)
+  message = _one_line(info.value)
+  assert message.startswith(f'classifier checkpoint at {folder} is unusable: ')
+  assert words.format(folder=folder) in message
+  assert message.endswith(f'Delete {folder} or pass --retrain_classifier to train a new one.')
+  assert not (tmp_path / 'run').exists()
+
+
+def test_a_classifier_dir_that_is_a_file_is_refused_before_any_training(
+    tmp_path, mock_data_dir, monkeypatch):
+  from gan_jax import classifier_store
+  monkeypatch.setattr(classifier_store, 'train_and_save',
+                      lambda *_, **__: pytest.fail('a classifier was trained'))
+  (tmp_path / 'a_file').write_text('mine')
+  for call in (lambda: trainer.train_and_evaluate(
+                   _config(tmp_path / 'run', mock_data_dir, str(tmp_path / 'a_file')),
+                   log=_quiet),
+               lambda: classifier_store.load_or_train('mnist', mock_data_dir,
+                                                      str(tmp_path / 'a_file'))):
+    with pytest.raises(classifier_store.ClassifierCheckpointError) as info:
+      call()
+    assert _one_line(info.value).startswith(f'--classifier_dir={tmp_path / "a_file"} is a '
+                                            'file, not a folder; it is kept as it is')
+  assert (tmp_path / 'a_file').read_text() == 'mine' and not (tmp_path / 'run').exists()
+
+
+@pytest.mark.parametrize('limit,batch_size,words', [
+    (3, 1, '--limit: must be at least 4, got 3'),
+    (40, 64, '--batch_size=64 is larger than the 40 training examples of --limit=40')])
+def test_a_limit_too_small_to_evaluate_or_batch_is_refused_before_an_epoch(
+    tmp_path, mock_data_dir, classifier_dir, limit, batch_size, words):
+  with pytest.raises(trainer.RunError, match=words):
+    trainer.train_and_evaluate(_config(tmp_path / 'run', mock_data_dir, classifier_dir,
+                                       limit=limit, batch_size=batch_size), log=_quiet)
+  assert not (tmp_path / 'run').exists()
+
+
 # --- Damaged data -------------------------------------------------------------------------
 
 
@@ -414,6 +574,18 @@ def test_a_truncated_data_file_is_named_with_the_fix(data_copy):
   assert str(path) in message and 'Riegeli' in message
   assert 'copy or prepare the dataset again' in message and 'not prepared' not in message
   assert info.value.exit_code == 2
+
+
+@pytest.mark.parametrize('name', ['dataset_info.json', 'features.json'])
+def test_damaged_tfds_metadata_is_named_with_the_fix(data_copy, name):
+  path, = (data_copy / 'mnist').glob(f'*/{name}')
+  path.write_text('{"trunc')
+  with pytest.raises(input_pipeline.DataDamagedError) as info:
+    input_pipeline.load_split('mnist', 'train', str(data_copy), limit=100)
+  message = _one_line(info.value)
+  assert message.startswith(f"the metadata of 'mnist' in {path.parent} (dataset_info.json, "
+                            'features.json) cannot be read: ')
+  assert 'copy or prepare the dataset again' in message and info.value.exit_code == 2
 
 
 def test_an_unreadable_data_folder_is_not_called_unprepared(data_copy, monkeypatch):

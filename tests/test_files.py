@@ -46,3 +46,9 @@ def test_append_jsonl_adds_a_line_and_a_failed_append_leaves_whole_lines(tmp_pat
     files.append_jsonl(path, {'epoch': 3, 'pad': 'x' * 10_000})
   monkeypatch.undo()
   assert files.read_jsonl(path) == [{'epoch': 1}, {'epoch': 2}]
+
+
+def test_a_damaged_record_names_no_path(tmp_path):
+  (tmp_path / files.RECORD).write_bytes(b'metrics.jsonl\n\xff\xfe\x00garbage\nplots/losses.png\n')
+  recorded = files.recorded(str(tmp_path))
+  assert {'metrics.jsonl', 'plots/losses.png'} <= recorded and len(recorded) == 3

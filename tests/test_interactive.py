@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from gan_jax import errors
 from gan_jax.config import Config
-from gan_jax.interactive import ask_lab_parameters
+from gan_jax.interactive import MAX_TRIES, PromptError, ask_lab_parameters
 
 
 class Script:
@@ -87,10 +88,30 @@ def test_save_interval_default_capped_at_epochs():
   assert '[3]' in script.prompts[-1]
 
 
-def test_eof_gives_clear_exit():
+def test_eof_is_one_error_with_exit_2():
   script = Script('2', '5')  # Input ends at the batch size question.
-  with pytest.raises(SystemExit) as exc:
+  with pytest.raises(PromptError) as exc:
     script.ask()
-  assert 'batch_size' in str(exc.value.code)
-  assert 'EOF' in str(exc.value.code)
+  assert str(exc.value) == ('--interactive: no answer for batch_size: input ended (EOF); '
+                            'nothing was started; run it in a terminal, or pass the '
+                            'parameters as flags instead')
+  assert exc.value.exit_code == 2 and isinstance(exc.value, errors.GanJaxError)
   assert exc.value.__context__ is None or exc.value.__suppress_context__
+
+
+def test_five_bad_answers_in_a_row_give_up_and_a_long_one_is_quoted_short():
+  long = 'y' * 5_000_000
+  script = Script('y', 'yes', long, '7', 'y', 'never asked')
+  with pytest.raises(PromptError) as exc:
+    script.ask()
+  assert len(script.prompts) == MAX_TRIES == 5 and script.answers == ['never asked']
+  message = str(exc.value)
+  assert message.startswith('--interactive: no valid answer for dataset in 5 tries (the last: '
+                            "must be 1 (mnist) or 2 (fashion); got 'y')")
+  assert message.endswith('pass the parameters as flags instead (--dataset=...)')
+  quoted, = [line for line in script.printed if '5,000,000 characters' in line]
+  assert len(quoted) < 200 and f"got '{'y' * 40}'... (5,000,000 characters)" in quoted
+  assert sum(len(line) for line in script.printed) < 2000
+  # Good answers in between start the count again.
+  again = Script('x', 'x', 'x', 'x', '1', 'x', 'x', 'x', 'x', '3', '', '', '', '')
+  assert again.ask()['epochs'] == 3

@@ -97,6 +97,17 @@ def test_progression_gif_frames_in_epoch_order(tmp_path):
   _no_temp_files(workdir)
 
 
+def test_a_damaged_grid_is_left_out_of_the_gif(tmp_path):
+  workdir = _make_workdir(tmp_path)
+  sample_dir = os.path.join(workdir, 'generated_samples')
+  with open(os.path.join(sample_dir, 'epoch_10.png'), 'r+b') as f:
+    f.truncate(40)  # Cut short: PIL cannot read it.
+  gif = os.path.join(sample_dir, 'progression.gif')
+  assert plots.write_progression_gif(sample_dir, gif)
+  with Image.open(gif) as im:
+    assert im.n_frames == 2
+
+
 def test_progression_gif_nothing_without_grids(tmp_path):
   gif = str(tmp_path / 'out.gif')
   assert not plots.write_progression_gif(str(tmp_path / 'missing'), gif)

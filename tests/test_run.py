@@ -60,6 +60,9 @@ BAD_FLAGS = [
     (['--train_examples=100', '--limit=50'], '--train_examples'),
     (['--augment=flip'], '--augment'),
     (['--synthetic_per_real=0'], '--synthetic_per_real'),
+    (['--limit=3'], '--limit'),  # Precision and recall need k+1 = 4 images.
+    (['--limit=20'], '--batch_size=32 is larger than the 20 training examples of --limit=20'),
+    (['--eval_samples=3'], '--eval_samples'),
     (['--mode=sample', '--label=10'], '--label'),
     (['--mode=sample', '--label=-1'], '--label'),
     (['--label=3'], '--label'),
@@ -239,6 +242,33 @@ def test_interactive_mode_asks_and_reasks_then_runs(tmp_path, classifier_dir):
   assert result.stdout.count('Invalid') >= 2  # cifar and 0 were re-asked.
   assert 'Epoch 1/1 | D_loss:' in result.stdout
   assert os.path.exists(tmp_path / 'run' / 'final_generated_images' / 'img_099.png')
+
+
+@pytest.mark.slow
+def test_interactive_input_that_ends_or_never_answers_is_one_error_line(tmp_path):
+  ended = _run(['--interactive', f'--workdir={tmp_path}/run'], cwd=tmp_path, stdin='')
+  assert ended.returncode == 2, ended.stderr
+  assert ended.stderr.splitlines() == [
+      'error: --interactive: no answer for dataset: input ended (EOF); nothing was started; '
+      'run it in a terminal, or pass the parameters as flags instead']
+  # `yes | python run.py --interactive`: gives up within seconds, the output bounded.
+  start = time.time()
+  yes = subprocess.Popen(['yes'], stdout=subprocess.PIPE)
+  try:
+    result = subprocess.run([sys.executable, RUN, '--interactive', f'--workdir={tmp_path}/run'],
+                            stdin=yes.stdout, capture_output=True, text=True, timeout=60,
+                            cwd=tmp_path, env=dict(os.environ, PYTHONUNBUFFERED='1'))
+  finally:
+    yes.kill()
+    yes.wait()
+  assert time.time() - start < 30 and result.returncode == 2, result.stderr
+  assert len(result.stdout) + len(result.stderr) < 5000
+  assert result.stdout.count('Invalid dataset') == 5
+  assert result.stderr.splitlines() == [
+      "error: --interactive: no valid answer for dataset in 5 tries (the last: must be 1 "
+      "(mnist) or 2 (fashion); got 'y'); nothing was started; pass the parameters as flags "
+      'instead (--dataset=...)']
+  assert not (tmp_path / 'run').exists()
 
 
 @pytest.mark.slow

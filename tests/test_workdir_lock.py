@@ -13,12 +13,12 @@ from gan_jax import errors, workdir_lock
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _holder_process(workdir, exclusive=True):
+def _holder_process(workdir, exclusive=True, command='training'):
   """A child process that holds the lock until killed; returns it once held."""
   code = textwrap.dedent(f'''
       import sys, time
       from gan_jax import workdir_lock
-      with workdir_lock.hold({str(workdir)!r}, exclusive={exclusive}):
+      with workdir_lock.hold({str(workdir)!r}, exclusive={exclusive}, command={command!r}):
         print('held', flush=True)
         time.sleep(600)
   ''')
@@ -70,6 +70,32 @@ def test_readers_share_but_exclude_a_writer(tmp_path):
     with pytest.raises(workdir_lock.WorkdirBusy):  # The same process, a second open file.
       with workdir_lock.hold(str(workdir), exclusive=False):
         pass
+
+
+def test_a_refusal_names_the_readers_that_hold_it_not_a_gone_trainer(tmp_path):
+  workdir = tmp_path / 'run'
+  trainer = _holder_process(workdir)  # A training run, then killed: its line stays.
+  trainer.kill()
+  trainer.wait()
+  readers = [_holder_process(workdir, exclusive=False, command='sampling'),
+             _holder_process(workdir, exclusive=False, command='export')]
+  try:
+    with pytest.raises(workdir_lock.WorkdirBusy) as info:
+      with workdir_lock.hold(str(workdir)):
+        pass
+    message = str(info.value)
+    assert f'pid {trainer.pid} ' not in message and 'training' not in message
+    for reader, command in zip(readers, ('sampling', 'export')):
+      assert f'pid {reader.pid} on ' in message
+      assert f', {command} (reading it)' in message
+    assert '\n' not in message
+  finally:
+    for reader in readers:
+      reader.kill()
+      reader.wait()
+  with workdir_lock.hold(str(workdir), command='training'):  # The readers are gone.
+    pass
+  assert open(workdir_lock.lock_path(str(workdir))).read() == ''  # Released: nobody named.
 
 
 def test_a_reader_of_a_missing_workdir_creates_nothing(tmp_path):
