@@ -22,7 +22,7 @@ LOSSES = ('ns', 'hinge', 'ls')
 MAX_NOISE_SCALE = 10.0  # --noise_scale's upper bound (training's noise has scale 1).
 DEFAULT_EPOCHS = 30         # --epochs on the full training split.
 DEFAULT_SAVE_INTERVAL = 5   # --save_interval likewise (at most --epochs).
-SYNTHETIC_PER_REAL = 10.0   # --synthetic_per_real (docs/scarce-data.md).
+SYNTHETIC_PER_REAL = 1.0    # --synthetic_per_real: the least harmful measured (scarce-data.md).
 MAX_SYNTHETIC = 60_000      # The augmentation check's synthetic images, at most.
 # The k of precision and recall's k-NN balls (quality.PR_NEIGHBOURS; a test keeps
 # them equal): every evaluation needs more than k real and k generated images.
