@@ -34,11 +34,14 @@ def test_copies_of_the_real_images_add_about_nothing_and_shuffled_labels_hurt(
   assert abs(copies['gain']) < 0.02, copies
   shuffled = np.random.default_rng(0).permutation(np.tile(real.labels, 3))
   wrong = _check(sets, np.tile(real.images, (3, 1, 1, 1)), shuffled, monkeypatch)
-  assert wrong['gain'] < -0.1, wrong  # Three wrong labels to each right one.
+  # Three random labels to each right one: the right class stays the most
+  # common label of each image, so the loss is a few points, well beyond the
+  # noise of 2,000 test images (a standard deviation of about 0.7 points).
+  assert wrong['gain'] < -0.03, wrong
   assert wrong['real'] == copies['real']  # (a) and (c) do not see the synthetic set.
   assert wrong['real_shifted'] == copies['real_shifted']
   assert wrong['gain_over_shifts'] == wrong['real_plus_synthetic'] - wrong['real_shifted']
-  assert abs(copies['gain_with_shifts']) < 0.02 and wrong['gain_with_shifts'] < -0.1
+  assert abs(copies['gain_with_shifts']) < 0.02 and wrong['gain_with_shifts'] < -0.03
 
 
 def test_the_training_length_does_not_depend_on_the_size_of_the_set():
