@@ -202,10 +202,16 @@ def test_min_confidence_on_a_conditional_run_is_refused(runs, tmp_path):
   assert not (tmp_path / 'x').exists()
 
 
-def test_export_reports_the_cas_in_the_manifest_and_on_stdout(runs, tmp_path):
+def test_export_reports_the_cas_in_the_manifest_and_on_stdout(runs, tmp_path, monkeypatch):
+  from gan_jax import augmentation_check
+  monkeypatch.setattr(augmentation_check, 'STEPS', 50)  # Its four CNNs: seconds, not minutes.
   lines = []
   manifest = export.export_from_run(runs['conditional'].replace(
       num_samples=60, export_dir=str(tmp_path / 'set'), cas=True), log=lines.append)
+  # Beside the CAS, the augmentation check of the exported set and the run's 640 images.
+  check = manifest['augmentation_check']
+  assert check['real_images'] == 640 and check['synthetic_images'] == 60 and check['steps'] == 50
+  assert any(line.startswith('  augmentation check (real test split): real ') for line in lines)
   cas = manifest['cas']
   assert cas['images'] == 60 and cas['real_images'] == 60
   assert 0 <= cas['cas'] <= 1 and 0 <= cas['cas_real'] <= 1

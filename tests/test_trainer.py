@@ -218,10 +218,17 @@ def test_sample_mode_writes_n_images_deterministically(tmp_path, mock_data_dir, 
 
 def test_conditional_run_grids_a_class_per_row_and_samples_a_requested_class(
     tmp_path, mock_data_dir, classifier_dir, monkeypatch):
+  from gan_jax import augmentation_check
   monkeypatch.setattr(evaluate, "CAS_IMAGES", 500)  # The CAS of 10,000 takes a minute.
+  monkeypatch.setattr(augmentation_check, 'STEPS', 50)  # Its four CNNs likewise.
   config = _config(tmp_path, mock_data_dir, classifier_dir, conditional=True, epochs=1)
   lines = []
   report = trainer.train_and_evaluate(config, log=lines.append)
+  # Beside the CAS, the augmentation check: the run's real images, as many synthetic.
+  check = report['augmentation']
+  assert check['synthetic_images'] == check['real_images'] and check['steps'] == 50
+  assert 0 <= check['real_plus_synthetic_shifted'] <= 1
+  assert any(line.startswith('Augmentation check (real test split): ') for line in lines)
   assert 0.0 <= report['final']['label_agreement'] <= 1.0
   # Fidelity per class: the worst one is named on the quality line and in the report.
   final = report['final']
