@@ -143,14 +143,16 @@ def balanced_indices(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
   labels = np.asarray(labels)
   k = datasets.NUM_CLASSES
   rng = np.random.default_rng(seed)  # PCG64: the same draw on every machine.
+  members = [np.flatnonzero(labels == c) for c in range(k)]
+  fewest = min(range(k), key=lambda c: len(members[c]))
   chosen = []
   for c in range(k):
-    members = np.flatnonzero(labels == c)
     share = n // k + (1 if c < n % k else 0)
-    if share > len(members):
+    if share > len(members[c]):
       raise ValueError(f'--train_examples={n} needs {share} images of class {c}, and the '
-                       f'split has {len(members)}; use at most {len(members) * k}')
-    chosen.append(rng.permutation(members)[:share])
+                       f'split has {len(members[c])}; use at most {len(members[fewest]) * k} '
+                       f'(class {fewest} has the fewest, {len(members[fewest])})')
+    chosen.append(rng.permutation(members[c])[:share])
   return np.sort(np.concatenate(chosen))
 
 

@@ -66,6 +66,10 @@ def test_more_train_examples_than_a_class_has_is_refused_with_the_most_possible(
   labels = np.repeat(np.arange(10), 50)
   with pytest.raises(ValueError, match=r'needs 60 images of class 0.*has 50; use at most 500'):
     input_pipeline.balanced_indices(labels, 600, seed=0)
+  labels = np.concatenate([np.repeat(np.arange(10), 50), np.zeros(100, int)])  # Class 0: 150.
+  with pytest.raises(ValueError, match=r'class 1, .*has 50; use at most 500 \(class 1 has the '
+                                       r'fewest, 50\)'):
+    input_pipeline.balanced_indices(labels, 1000, seed=0)
 
 
 def test_the_training_split_of_a_run_on_few_examples(data_dir):
