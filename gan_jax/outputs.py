@@ -25,7 +25,7 @@ RUN = 'the workdir of a run'
 EXPORT = 'an export'
 SAMPLE = 'a sample'
 CLASSIFIER = 'a classifier folder'
-# The folders inside a run's workdir that only the run writes (workdir.OUTPUTS).
+# The folders inside a run's workdir that only the run writes (in workdir.OUTPUTS).
 RUN_FOLDERS = ('checkpoints', 'generated_samples', 'final_generated_images', 'plots',
                'tensorboard')
 

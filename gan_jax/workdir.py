@@ -23,9 +23,8 @@ from gan_jax.errors import RunError
 
 Log = Callable[[str], None]
 
-# What a run writes into its workdir.
-OUTPUTS = ('checkpoints', 'generated_samples', 'final_generated_images', 'plots',
-           'tensorboard', 'metrics.jsonl', 'report.json', 'run.json')
+# What a run writes into its workdir: its folders (one list, in outputs.py) and files.
+OUTPUTS = outputs.RUN_FOLDERS + ('metrics.jsonl', 'report.json', 'run.json')
 # The names gan_jax gives what it writes, by folder ('.': the workdir itself).
 # --overwrite removes what has one of these names and is in the workdir's
 # record of what gan_jax wrote (files.RECORD), a folder only once empty, so a
