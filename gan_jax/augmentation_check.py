@@ -19,6 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from gan_jax import classifier as classifier_lib
+from gan_jax import datasets
 
 Log = Callable[[str], None]
 
@@ -34,7 +35,8 @@ def synthetic_count(real_images: int, per_real: float, maximum: int) -> int:
 def _accuracy(images: np.ndarray, labels: np.ndarray, test_images: np.ndarray,
               test_labels: np.ndarray, dataset: str, max_shift: int = 0) -> float:
   config = classifier_lib.TrainConfig(steps=STEPS, max_shift=max_shift)
-  params = classifier_lib.fit(images, labels, config, progress=False, log=lambda *_: None)
+  params = classifier_lib.fit(images, labels, config, progress=False, log=lambda *_: None,
+                              num_classes=datasets.get(dataset).num_classes)
   predicted = classifier_lib.Classifier(params, dataset).predict(test_images)
   return float(np.mean(predicted == np.asarray(test_labels)))
 

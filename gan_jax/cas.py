@@ -25,7 +25,8 @@ def predictions_of_training_on(images: np.ndarray, labels: np.ndarray,
   """The test images' labels as predicted by the CNN trained from scratch on
   (images, labels) with the shipped classifier's recipe for `dataset`."""
   config = classifier_lib.default_train_config(dataset)
-  params = classifier_lib.fit(images, labels, config, progress=False, log=lambda *_: None)
+  params = classifier_lib.fit(images, labels, config, progress=False, log=lambda *_: None,
+                              num_classes=datasets.get(dataset).num_classes)
   return classifier_lib.Classifier(params, dataset).predict(test_images)
 
 
@@ -36,10 +37,11 @@ def accuracy_of_training_on(images: np.ndarray, labels: np.ndarray, test_images:
   return float(np.mean(predicted == np.asarray(test_labels)))
 
 
-def per_class_accuracy(predicted: np.ndarray, labels: np.ndarray) -> list[float]:
-  """The accuracy on the test images of each class 0..9."""
+def per_class_accuracy(predicted: np.ndarray, labels: np.ndarray,
+                       num_classes: int = datasets.NUM_CLASSES) -> list[float]:
+  """The accuracy on the test images of each class 0 .. num_classes-1."""
   labels = np.asarray(labels)
-  return [float(np.mean(predicted[labels == c] == c)) for c in range(datasets.NUM_CLASSES)]
+  return [float(np.mean(predicted[labels == c] == c)) for c in range(num_classes)]
 
 
 def score(dataset: str, images: np.ndarray, labels: np.ndarray, data_dir: str,
@@ -61,8 +63,9 @@ def score(dataset: str, images: np.ndarray, labels: np.ndarray, data_dir: str,
       'real ones')
   synthetic = predictions_of_training_on(images, labels, test.images, dataset)
   reference = predictions_of_training_on(real.images, real.labels, test.images, dataset)
-  per_class = per_class_accuracy(synthetic, test.labels)
-  real_per_class = per_class_accuracy(reference, test.labels)
+  k = datasets.get(dataset).num_classes
+  per_class = per_class_accuracy(synthetic, test.labels, k)
+  real_per_class = per_class_accuracy(reference, test.labels, k)
   gaps = np.subtract(real_per_class, per_class)
   return {'cas': float(np.mean(synthetic == test.labels)),
           'cas_real': float(np.mean(reference == test.labels)),

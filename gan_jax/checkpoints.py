@@ -25,7 +25,7 @@ from typing import Any, Callable
 import jax
 import orbax.checkpoint as ocp
 
-from gan_jax import errors, files, multihost
+from gan_jax import datasets, errors, files, multihost
 from gan_jax import config as config_lib
 from gan_jax.config import Config
 from gan_jax.errors import RunError
@@ -199,7 +199,8 @@ def save_progress(manager: ocp.CheckpointManager, config: Config, epoch: int,
                   progress: Progress) -> None:
   """Saves `progress` as the checkpoint of `epoch`."""
   save(manager, epoch, checkpoint_tree(progress.state, progress.fixed_noise),
-       {'epoch': epoch, 'config': config.__dict__, 'history': progress.history})
+       {'epoch': epoch, 'config': config.__dict__, 'history': progress.history,
+        **_folder_digest(config)})
 
 
 # Settings no run had before they were added: a checkpoint without them ran
@@ -216,6 +217,12 @@ def saved_config(meta: dict[str, Any]) -> dict[str, Any]:
 def _flag_value(value: Any) -> str:
   """`value` as a command line gives it (absl's booleans are true/false)."""
   return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _folder_digest(config: Config) -> dict[str, str]:
+  """A folder run's content digest, which a resume must find again."""
+  folder = datasets.get(config.dataset).folder
+  return {} if folder is None else {'dataset_sha256': folder.sha256}
 
 
 def check_resumable(meta: dict[str, Any], config: Config, path: str) -> None:
@@ -239,6 +246,13 @@ def check_resumable(meta: dict[str, Any], config: Config, path: str) -> None:
         f'the checkpoint in {path} comes from a different configuration ({diffs}); '
         f'{resume_text}pass --overwrite to start over in this workdir, or choose another '
         '--workdir')
+  now = _folder_digest(config).get('dataset_sha256')
+  if now is not None and meta.get('dataset_sha256') not in (None, now):
+    raise RunError(
+        f'the images in {config.dataset} changed since the checkpoint in {path} (content '
+        f'digest {meta["dataset_sha256"][:12]}, now {now[:12]}): resuming would train on '
+        'other data; put back the images it was trained on, or pass --overwrite to start '
+        'over, or choose another --workdir')
 
 
 def _latest_intact(manager: ocp.CheckpointManager, workdir: str, log: Log) -> int | None:

@@ -27,7 +27,7 @@ from gan_jax import datasets, input_pipeline, layers
 # classifiers of another version are refused (classifier_store).
 MODEL_VERSION = 'cnn16-32-d128-v1'
 
-NUM_CLASSES = 10
+NUM_CLASSES = 10  # The built-in datasets'; a folder's classifier has one output per class.
 EVAL_BATCH_SIZE = 500  # Inference batch: every call pads to it, one compile.
 
 Log = Callable[[str], None]
@@ -60,7 +60,8 @@ class TrainConfig:
 
 def default_train_config(dataset: str) -> TrainConfig:
   """The settings of the shipped classifiers (figures in docs/quality.md)."""
-  return TrainConfig(epochs=datasets.get(dataset).classifier_epochs)
+  record = datasets.get(dataset)
+  return TrainConfig(epochs=record.classifier_epochs, steps=record.classifier_steps)
 
 
 class CNN(nn.Module):
@@ -72,6 +73,7 @@ class CNN(nn.Module):
   channels: tuple[int, ...] = (16, 32)
   hidden: int = 128
   dropout: float = 0.5
+  num_classes: int = NUM_CLASSES
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False
@@ -82,7 +84,7 @@ class CNN(nn.Module):
     x = x.reshape((x.shape[0], -1))
     features = nn.relu(nn.Dense(self.hidden)(x))
     x = nn.Dropout(self.dropout, deterministic=not train)(features)
-    return nn.Dense(NUM_CLASSES)(x), features
+    return nn.Dense(self.num_classes)(x), features
 
 
 def _max_pool_2x2(x: jax.Array) -> jax.Array:
@@ -92,8 +94,8 @@ def _max_pool_2x2(x: jax.Array) -> jax.Array:
   return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
 
 
-def init_params(key: jax.Array) -> Any:
-  return CNN().init(key, jnp.zeros((1,) + datasets.IMAGE_SHAPE))
+def init_params(key: jax.Array, num_classes: int = NUM_CLASSES) -> Any:
+  return CNN(num_classes=num_classes).init(key, jnp.zeros((1,) + datasets.IMAGE_SHAPE))
 
 
 def params_digest(params: Any) -> str:
@@ -128,7 +130,7 @@ class Classifier:
     self.dataset = datasets.canonical_name(dataset)
     self.class_names = list(datasets.get(self.dataset).class_names)
     self.batch_size = batch_size
-    model = CNN()
+    model = CNN(num_classes=len(self.class_names))
 
     @jax.jit
     def forward(params, x):
@@ -156,11 +158,15 @@ class Classifier:
       probs.append(np.asarray(p))
     if not feats:
       return (np.zeros((0, CNN.hidden), np.float32),
-              np.zeros((0, NUM_CLASSES), np.float32))
+              np.zeros((0, len(self.class_names)), np.float32))
     return np.concatenate(feats)[:n], np.concatenate(probs)[:n]
 
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
   def predict_proba(self, images: np.ndarray) -> np.ndarray:
-    """Class probabilities, shape (N, 10), for images in [-1, 1]."""
+    """Class probabilities, shape (N, classes), for images in [-1, 1]."""
     return self.features_and_probs(images)[1]
 
   def features(self, images: np.ndarray) -> np.ndarray:
@@ -210,12 +216,13 @@ def train_classifier(dataset: str, data_dir: str, config: TrainConfig | None = N
   train = input_pipeline.load_split(name, 'train', data_dir, config.train_limit)
   test = input_pipeline.load_split(name, 'test', data_dir, config.test_limit)
 
-  params = fit(train.images, train.labels, config, name, progress, log)
+  params = fit(train.images, train.labels, config, name, progress, log,
+               datasets.get(name).num_classes)
   clf = Classifier(params, name)
   accuracy = clf.accuracy(test.images, test.labels)
   meta = {
       'model_version': MODEL_VERSION,
-      'dataset': name,
+      'dataset': datasets.get(name).key,
       'dataset_version': input_pipeline.prepared_version(name, data_dir),
       'test_accuracy': accuracy,
       'test_examples': len(test.images),
@@ -235,14 +242,14 @@ def training_steps(n: int, config: TrainConfig) -> int:
 
 
 def fit(images: np.ndarray, labels: np.ndarray, config: TrainConfig, name: str = '',
-        progress: bool = True, log: Log = print) -> Any:
+        progress: bool = True, log: Log = print, num_classes: int = NUM_CLASSES) -> Any:
   """Trains a new CNN on `images` (N, 28, 28, 1) in [-1, 1] and integer `labels`
-  with `config`'s recipe (the test limits aside); returns its parameters.
-  Deterministic for a given config on one machine."""
-  model = CNN()
+  in [0, num_classes) with `config`'s recipe (the test limits aside); returns
+  its parameters. Deterministic for a given config on one machine."""
+  model = CNN(num_classes=num_classes)
   key = jax.random.key(config.seed)
   init_key, key = jax.random.split(key)
-  params = init_params(init_key)
+  params = init_params(init_key, num_classes)
   steps_per_epoch = max(len(images) // config.batch_size, 1)
   total_steps = training_steps(len(images), config)
   epochs = -(-total_steps // steps_per_epoch)  # The last one cut short with `steps`.
@@ -285,7 +292,7 @@ def fit(images: np.ndarray, labels: np.ndarray, config: TrainConfig, name: str =
     mean_loss = float(jnp.mean(jnp.stack(losses)))
     if bar is not None:
       bar.set_postfix(epoch=epoch + 1, loss=f'{mean_loss:.4f}')
-    else:
+    elif (epoch + 1) % max(1, epochs // 10) == 0 or epoch + 1 == epochs:  # At most ~10 lines.
       log(f'classifier ({name}) epoch {epoch + 1}/{epochs}: '
           f'loss {mean_loss:.4f} ({time.time() - t_epoch:.0f}s)')
   if bar is not None:

@@ -74,10 +74,12 @@ def shipped_dir(dataset: str) -> str:
 
 
 def default_user_dir(dataset: str) -> str:
-  """Where --retrain_classifier saves without --classifier_dir:
-  `$XDG_CACHE_HOME/gan_jax/classifiers/<tfds name>` (default ~/.cache/...)."""
+  """Where --retrain_classifier saves without --classifier_dir, and where a
+  folder's classifier is kept: `$XDG_CACHE_HOME/gan_jax/classifiers/<key>`
+  (default ~/.cache/...; the key is the TFDS name, or `folder-` and the
+  folder's content digest)."""
   cache = os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache')
-  return os.path.join(cache, 'gan_jax', 'classifiers', datasets.canonical_name(dataset))
+  return os.path.join(cache, 'gan_jax', 'classifiers', datasets.get(dataset).key)
 
 
 def compute_reference(clf: classifier_lib.Classifier, data_dir: str
@@ -197,7 +199,8 @@ def load(dataset: str, directory: str, shipped: bool = False) -> StoredClassifie
   if meta.get('model_version') != classifier_lib.MODEL_VERSION:
     raise _error(directory, f'model version {meta.get("model_version")!r}, '
                  f'expected {classifier_lib.MODEL_VERSION!r}')
-  if meta.get('dataset') != name:
+  record = datasets.get(name)
+  if meta.get('dataset') != record.key:
     raise _error(directory, f'it was trained on {meta.get("dataset")!r}, not {name!r}')
   _numbers(directory, META_FILE, meta, ('test_accuracy',))
   if not isinstance(meta.get('params_sha256'), str):
@@ -211,7 +214,8 @@ def load(dataset: str, directory: str, shipped: bool = False) -> StoredClassifie
   local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   abstract = jax.tree_util.tree_map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=local),
-      jax.eval_shape(classifier_lib.init_params, jax.random.key(0)))
+      jax.eval_shape(lambda key: classifier_lib.init_params(key, record.num_classes),
+                     jax.random.key(0)))
   this_process = ocp.options.MultiprocessingOptions(
       primary_host=jax.process_index(), active_processes={jax.process_index()})
   try:
@@ -246,7 +250,9 @@ def load_or_train(dataset: str, data_dir: str, classifier_dir: str | None = None
                   ) -> StoredClassifier:
   """The classifier a run scores with.
 
-  * No `classifier_dir` and no `retrain`: the shipped classifier.
+  * No `classifier_dir` and no `retrain`: the shipped classifier; for a
+    folder of images, the one in `default_user_dir`, trained there on the
+    first run (keyed by the folder's content, so later runs reuse it).
   * `classifier_dir` holding a classifier: that one.
   * `classifier_dir` empty or missing, or `retrain`: train one and save it
     there (`retrain` without a folder saves to `default_user_dir`; the
@@ -256,6 +262,12 @@ def load_or_train(dataset: str, data_dir: str, classifier_dir: str | None = None
     ClassifierCheckpointError: the folder holds a corrupt, incomplete or
       mismatched classifier (and `retrain` is False).
   """
+  folder = datasets.get(dataset).folder is not None
+  if classifier_dir is None and not retrain and folder:
+    classifier_dir = default_user_dir(dataset)
+    if not os.path.exists(os.path.join(classifier_dir, META_FILE)):
+      log(f'classifier: training the domain classifier of {dataset} once; it is kept in '
+          f'{classifier_dir} for later runs and modes')
   if classifier_dir is None and not retrain:
     stored = load(dataset, shipped_dir(dataset), shipped=True)
     log(f'classifier ({stored.classifier.dataset}): the one shipped with gan_jax, '

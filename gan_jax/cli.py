@@ -186,9 +186,11 @@ def main(argv: list[str]) -> None:
     except errors.GanJaxError as e:
       _fail(str(e), code=e.exit_code)
   try:
-    config_lib.validate(config)
+    config_lib.validate(config)  # Reads a --dataset folder whole (image_folder).
   except ValueError as e:
     _fail(str(e))
+  except errors.GanJaxError as e:  # A folder that cannot be a dataset.
+    _fail(str(e), code=e.exit_code)
   if FLAGS.label is not None and FLAGS.mode not in ('sample', 'export'):
     _fail(f'--label={FLAGS.label} picks the class of --mode=sample images; to train a GAN '
           'that takes a label, pass --conditional (then sample with --mode=sample --label=N)')

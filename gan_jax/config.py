@@ -139,16 +139,29 @@ def _optional(rule: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
 
 
 def _label(value: Any) -> str | None:
-  if value is None or (not isinstance(value, bool) and isinstance(value, int)
-                       and 0 <= value < datasets.NUM_CLASSES):
+  """A class number (its upper bound, the dataset's class count: `validate`)."""
+  if value is None or (not isinstance(value, bool) and isinstance(value, int) and value >= 0):
     return None
-  return f'must be a class number from 0 to {datasets.NUM_CLASSES - 1}, got {value!r}'
+  return f'must be a class number (0, 1, ...), got {value!r}'
+
+
+def _dataset(value: Any) -> str | None:
+  """A built-in name, or a folder's path (read and checked in `validate`)."""
+  if not isinstance(value, str):
+    return f'must be a name or a folder path, got {value!r}'
+  try:
+    datasets.canonical_name(value)
+  except ValueError as e:
+    return str(e)
+  return None
 
 
 def _dataset_help() -> str:
   short = datasets.short_names()
   others = [a for a in datasets.ALIASES if a not in short]
-  return f'Dataset: {" or ".join(short)} (also accepted: {", ".join(others)}).'
+  return (f'Dataset: {" or ".join(short)} (also accepted: {", ".join(others)}), or the path '
+          'of a folder of your own labelled images, PATH/<class name>/*.png (or PATH/train/'
+          '<class>/... and PATH/test/<class>/...; docs/own-images.md).')
 
 
 def _preset_help(text: str, field: str, conditional: bool | None = None) -> str:
@@ -162,8 +175,10 @@ class Config:
   rule, whether a resume must match it, and its prompt. A new setting is one
   field here plus the code that uses it; `gan_jax.cli` makes its flag."""
   dataset: str = _setting(
-      datasets.DEFAULT, _dataset_help(), lambda value: _choice(tuple(datasets.ALIASES))(value),
-      resume=True, prompt='Dataset')
+      datasets.DEFAULT, _dataset_help(), _dataset, resume=True, prompt='Dataset')
+  skip_bad_images: bool = _setting(
+      False, 'With --dataset=PATH: train without the files of the folder that are not '
+      'readable images (named at the start) instead of stopping at them.')
   arch: str | None = _setting(  # None: the preset's (presets.py).
       None, _preset_help(
           'Network: mlp_bn (fully connected, BatchNorm in the generator), mlp (the same '
@@ -244,7 +259,7 @@ class Config:
       None, 'Train on N labelled training images, balanced across the classes and chosen by '
       '--seed (their indices go into run.json): the scarce-data use, with its own defaults '
       'for --epochs and --augment (docs/scarce-data.md).',
-      _optional(_int_at_least(datasets.NUM_CLASSES, maximum=1_000_000)), resume=True)
+      _optional(_int_at_least(2, maximum=1_000_000)), resume=True)
   augment: str | None = _setting(  # None: presets.SCARCE's with --train_examples, else none.
       None, "The discriminator's differentiable augmentation of real and generated images "
       '(DiffAugment): a comma-separated list of translation, cutout, or none. Default: '
@@ -281,7 +296,8 @@ class Config:
                                     'WORKDIR/samples.')
   label: int | None = _setting(  # The class to sample (conditional runs only).
       None, 'With --mode=sample on a --conditional run: the class to generate, 0-9 '
-      '(default: every class in turn).', _label)
+      '(a folder\'s: 0 for its first class in sorted order; default: every class in turn).',
+      _label)
   noise_scale: float = _setting(
       1.0, 'With --mode=sample or --mode=export: the standard deviation of the noise the '
       'generator is given (training uses 1). Above 1 draws more varied images that look '
@@ -314,11 +330,21 @@ RESUME_FIELDS = tuple(f.name for f in FIELDS if f.metadata['resume'])
 PROMPTS = {f.name: f.metadata['prompt'] for f in FIELDS if f.metadata['prompt']}
 
 
+def is_scarce(config: Config) -> bool:
+  """Few training images, with `presets.SCARCE`'s defaults: --train_examples,
+  or a folder with fewer training images than SCARCE.epoch_images (unless
+  --limit asks for a quick run, one pass per epoch)."""
+  if config.train_examples is not None:
+    return True
+  size = datasets.get(config.dataset).train_size
+  return config.limit is None and size is not None and size < presets.SCARCE.epoch_images
+
+
 def training_length(config: Config) -> tuple[int, int]:
   """(epochs, save_interval), the unset ones by their rule: DEFAULT_EPOCHS
-  and DEFAULT_SAVE_INTERVAL, or with --train_examples `presets.SCARCE`'s;
+  and DEFAULT_SAVE_INTERVAL, or on few images (`is_scarce`) `presets.SCARCE`'s;
   the save interval's default at most the epochs."""
-  scarce = config.train_examples is not None
+  scarce = is_scarce(config)
   epochs = config.epochs
   if epochs is None:
     epochs = presets.SCARCE.epochs if scarce else DEFAULT_EPOCHS
@@ -333,7 +359,7 @@ def resolve(config: Config) -> Config:
   mode-seeking, class-loss or reconstruction weight becomes its preset's
   (`presets.get(dataset, conditional)`), an unconditional run has no class
   loss, the training length follows `training_length`, and an unset
-  augmentation is `presets.SCARCE`'s with --train_examples, else none."""
+  augmentation is `presets.SCARCE`'s on few images (`is_scarce`), else none."""
   preset = presets.get(config.dataset, config.conditional)
   config = config.replace(**{field: getattr(preset, field) for field in presets.FIELDS
                              if getattr(config, field) is None})
@@ -342,9 +368,29 @@ def resolve(config: Config) -> Config:
   epochs, save_interval = training_length(config)
   config = config.replace(epochs=epochs, save_interval=save_interval)
   if config.augment is None:
-    config = config.replace(augment=presets.SCARCE.augment
-                            if config.train_examples is not None else 'none')
+    config = config.replace(augment=presets.SCARCE.augment if is_scarce(config) else 'none')
   return config
+
+
+def _check_dataset(config: Config) -> None:
+  """A folder is read whole here (`datasets.open_folder`: a bad one raises
+  `image_folder.FolderError`); then the settings its classes and size bound."""
+  if datasets.is_folder(config.dataset):
+    datasets.open_folder(config.dataset, config.skip_bad_images)
+  elif config.skip_bad_images:
+    raise ValueError(f'--skip_bad_images is a setting of --dataset=PATH (a folder of your '
+                     f'images); {config.dataset} has none to skip: drop it')
+  record = datasets.get(config.dataset)
+  if config.label is not None and config.label >= record.num_classes:
+    raise ValueError(f'--label: must be a class number from 0 to {record.num_classes - 1} '
+                     f'({record.num_classes} classes), got {config.label}')
+  if config.train_examples is not None and config.train_examples < record.num_classes:
+    raise ValueError(f'--train_examples: must be at least {record.num_classes} (an image '
+                     f'of each class), got {config.train_examples}')
+  if record.train_size is not None and config.batch_size > record.train_size:
+    raise ValueError(f'--batch_size={config.batch_size} is larger than the '
+                     f'{record.train_size} training images of {record.name}: an epoch needs '
+                     f'one whole batch; use --batch_size={record.train_size} or less')
 
 
 def check(field: str, value: Any) -> str | None:
@@ -363,6 +409,7 @@ def validate(config: Config) -> None:
     reason = rule(getattr(config, field))
     if reason:
       raise ValueError(f'--{field}: {reason}')
+  _check_dataset(config)
   epochs, save_interval = training_length(config)
   if save_interval > epochs:
     raise ValueError(

@@ -69,7 +69,7 @@ class Evaluator:
     if self.real is None:
       return {}
     n = CAS_IMAGES if config.conditional else MEMORISATION_IMAGES
-    requested = np.arange(n) % datasets.NUM_CLASSES if config.conditional else None
+    requested = np.arange(n) % datasets.get(config.dataset).num_classes if config.conditional else None
     generated = sampling.generate(state, sampling.sample_noise(key, n, config.noise_dim), requested,
                                variables=variables)
     test = input_pipeline.load_split(config.dataset, 'test', config.data_dir,
@@ -116,7 +116,7 @@ class Evaluator:
     config = self.config
     n = augmentation_check.synthetic_count(len(self.train_images), config.synthetic_per_real,
                                            config_lib.MAX_SYNTHETIC)
-    labels = np.arange(n) % datasets.NUM_CLASSES
+    labels = np.arange(n) % datasets.get(config.dataset).num_classes
     images = sampling.generate(state, sampling.sample_noise(key, n, config.noise_dim), labels,
                                variables=variables)
     test = input_pipeline.load_split(config.dataset, 'test', config.data_dir)
@@ -136,7 +136,7 @@ def quality_text(q: dict[str, Any], reference: dict[str, Any], config: Config) -
     if q.get(key) is not None:
       parts.append(metrics[key].text(q[key]))
   parts[1] += f' (real {reference["is"]:.2f})'
-  parts[2] += f'/{datasets.NUM_CLASSES}'
+  parts[2] += f'/{datasets.get(config.dataset).num_classes}'
   if q.get('worst_class') is not None:
     c = q['worst_class']
     name = datasets.get(config.dataset).class_names[c]

@@ -128,7 +128,7 @@ def draw(state: train.GANState, run_config: Config, config: Config, classifier
   key = jax.random.fold_in(sampling.keys(config.seed)['sample'], NOISE_STREAM)
   if run_config.conditional:
     labels = (np.full(n, config.label) if config.label is not None
-              else np.arange(n) % datasets.NUM_CLASSES)
+              else np.arange(n) % datasets.get(run_config.dataset).num_classes)
     z = sampling.sample_noise(key, n, run_config.noise_dim, config.noise_scale)
     imgs = sampling.generate(state, z, labels)
     feats, probs = classifier.features_and_probs(imgs)
@@ -162,17 +162,26 @@ def encode_png(image: np.ndarray) -> bytes:
   return buffer.getvalue()
 
 
-def file_names(labels: np.ndarray) -> list[str]:
+def class_folder(label: int, num_classes: int) -> str:
+  """A class's folder name: its label, zero-padded beyond ten classes, so that
+  the folders sort in label order ('00' .. '14')."""
+  return f'{int(label):0{len(str(num_classes - 1))}d}'
+
+
+def file_names(labels: np.ndarray, num_classes: int = datasets.NUM_CLASSES) -> list[str]:
   """`train/<label>/NNNNN.png` per image, numbered in image order."""
   digits = max(5, len(str(len(labels) - 1)))
-  return [f'{SPLIT}/{int(label)}/{i:0{digits}d}.png' for i, label in enumerate(labels)]
+  return [f'{SPLIT}/{class_folder(label, num_classes)}/{i:0{digits}d}.png'
+          for i, label in enumerate(labels)]
 
 
-def write_pngs(root: str, pixels: np.ndarray, names: list[str]) -> None:
+def write_pngs(root: str, pixels: np.ndarray, names: list[str],
+               num_classes: int = datasets.NUM_CLASSES) -> None:
   """Writes uint8 images (N, 28, 28) as PNGs under `root`, with every class
-  folder present (so each loader numbers the classes 0-9 even when one is empty)."""
-  for c in range(datasets.NUM_CLASSES):
-    os.makedirs(os.path.join(root, SPLIT, str(c)), exist_ok=True)
+  folder present (so each loader numbers the classes 0, 1, ... even when one
+  is empty)."""
+  for c in range(num_classes):
+    os.makedirs(os.path.join(root, SPLIT, class_folder(c, num_classes)), exist_ok=True)
 
   def write(i: int) -> None:
     with open(os.path.join(root, names[i]), 'wb') as f:
@@ -211,8 +220,8 @@ def write_folder(folder: str, drawn: Drawn, class_names: list[str], generator: b
                  ) -> None:
   """Writes every file of an export into `folder` except the manifest."""
   pixels = images.to_uint8(drawn.images)[..., 0]
-  names = file_names(drawn.labels)
-  write_pngs(folder, pixels, names)
+  names = file_names(drawn.labels, len(class_names))
+  write_pngs(folder, pixels, names, len(class_names))
   write_npz(os.path.join(folder, 'data.npz'), x=pixels, y=drawn.labels.astype(np.uint8))
   with open(os.path.join(folder, 'labels.csv'), 'w') as f:
     f.write(_labels_csv(drawn, names, class_names))
@@ -237,7 +246,8 @@ def set_quality(drawn: Drawn, stored, run_config: Config, data_dir: str,
   seen = train_feats  # The images the GAN saw: copies of them are the failure to catch.
   if run_config.train_examples is not None:
     seen = train_feats[input_pipeline.balanced_indices(
-        train_labels, run_config.train_examples, run_config.seed)]
+        train_labels, run_config.train_examples, run_config.seed,
+        datasets.get(run_config.dataset).num_classes)]
   n = len(drawn.features)
   fd = precision = recall = None  # A set too small to measure them has None.
   if n >= 2:
@@ -262,7 +272,7 @@ def set_quality(drawn: Drawn, stored, run_config: Config, data_dir: str,
 def _manifest(config: Config, run_config: Config, epoch: int, drawn: Drawn, stored,
               quality_figures: dict[str, Any], cas: dict[str, Any] | None) -> dict[str, Any]:
   class_names = list(datasets.get(run_config.dataset).class_names)
-  counts = np.bincount(drawn.labels, minlength=datasets.NUM_CLASSES)
+  counts = np.bincount(drawn.labels, minlength=len(class_names))
   how = ('the class the conditional generator was asked for'
          + (f' (all {config.label})' if config.label is not None else ', balanced')
          if run_config.conditional else "the domain classifier's most probable class"
@@ -272,7 +282,7 @@ def _manifest(config: Config, run_config: Config, epoch: int, drawn: Drawn, stor
       'format': FORMAT, 'format_version': FORMAT_VERSION,
       'num_images': len(drawn.labels), 'image_shape': [28, 28], 'dtype': 'uint8',
       'dataset': datasets.canonical_name(run_config.dataset), 'class_names': class_names,
-      'counts': {str(c): int(counts[c]) for c in range(datasets.NUM_CLASSES)},
+      'counts': {str(c): int(counts[c]) for c in range(len(class_names))},
       'source': {'workdir': os.path.abspath(config.workdir), 'checkpoint_epoch': epoch,
                  'config': run_config.__dict__},
       'classifier': stored.describe(),

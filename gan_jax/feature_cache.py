@@ -22,9 +22,9 @@ from gan_jax import datasets, files, input_pipeline
 
 def cache_path(dataset: str, classifier_sha256: str, data_dir: str) -> str:
   """Where the training features of `dataset` in `data_dir` under this classifier go."""
-  name = datasets.canonical_name(dataset)
+  name = datasets.get(dataset).key  # A folder's: its content digest.
   key = '|'.join([name, os.path.abspath(data_dir), classifier_sha256,
-                  input_pipeline.prepared_version(name, data_dir)])
+                  input_pipeline.prepared_version(dataset, data_dir)])
   cache = os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache')
   return os.path.join(cache, 'gan_jax', 'features',
                       f'{name}-train-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz')

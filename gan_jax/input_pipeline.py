@@ -49,7 +49,9 @@ def resolve_data_dir(data_dir: str | None) -> str:
 
 
 def prepared_version(dataset: str, data_dir: str | None) -> str:
-  """The TFDS version of the prepared dataset (e.g. '3.0.1'), or 'unknown'."""
+  """The TFDS version of the prepared dataset (e.g. '3.0.1'), 'folder', or 'unknown'."""
+  if datasets.is_folder(dataset):
+    return 'folder'
   import tensorflow_datasets as tfds  # Heavy import, kept out of module load.
   try:
     return str(tfds.builder(canonical_name(dataset),
@@ -83,7 +85,7 @@ def load_split(dataset: str, split: str = 'train', data_dir: str | None = None,
   """Loads one split as arrays, images scaled to [-1, 1].
 
   Args:
-    dataset: a name of `datasets.DATASETS` (or an alias).
+    dataset: a name of `datasets.DATASETS` (or an alias), or a folder's path.
     split: 'train' or 'test'.
     data_dir: the TFDS data folder (see `resolve_data_dir`).
     limit: keep only the first `limit` examples (for quick runs and tests).
@@ -95,6 +97,11 @@ def load_split(dataset: str, split: str = 'train', data_dir: str | None = None,
     ValueError: unknown dataset name.
     DataUnavailableError: the data is neither prepared locally nor downloadable.
   """
+  record = datasets.get(dataset)
+  if record.folder is not None:  # --dataset=PATH: read by `image_folder`.
+    images = record.folder.images[split][:limit]
+    return Split(images=(images.astype(np.float32) / 127.5 - 1.0)[..., None],
+                 labels=record.folder.labels[split][:limit])
   import tensorflow_datasets as tfds  # Heavy import, kept out of module load.
 
   name = canonical_name(dataset)
@@ -132,7 +139,8 @@ def load_split(dataset: str, split: str = 'train', data_dir: str | None = None,
   return Split(images=images.reshape((n,) + IMAGE_SHAPE), labels=labels)
 
 
-def balanced_indices(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+def balanced_indices(labels: np.ndarray, n: int, seed: int,
+                     num_classes: int = datasets.NUM_CLASSES) -> np.ndarray:
   """`n` indices into `labels`, as many of each class as `n` allows (the
   first n mod K classes one more), drawn by `seed`, in file order: the
   training images of a --train_examples run.
@@ -141,7 +149,7 @@ def balanced_indices(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     ValueError: a class has fewer examples than its share.
   """
   labels = np.asarray(labels)
-  k = datasets.NUM_CLASSES
+  k = num_classes
   rng = np.random.default_rng(seed)  # PCG64: the same draw on every machine.
   members = [np.flatnonzero(labels == c) for c in range(k)]
   fewest = min(range(k), key=lambda c: len(members[c]))
@@ -165,7 +173,8 @@ def training_split(dataset: str, data_dir: str | None, limit: int | None = None,
   if train_examples is None:
     return load_split(dataset, 'train', data_dir, limit), None
   full = load_split(dataset, 'train', data_dir)
-  indices = balanced_indices(full.labels, train_examples, seed)
+  indices = balanced_indices(full.labels, train_examples, seed,
+                             datasets.get(dataset).num_classes)
   return Split(images=full.images[indices], labels=full.labels[indices]), indices
 def _builder(name: str, data_dir: str):
   """TFDS's builder of the dataset, which reads its metadata (dataset_info.json,

@@ -75,9 +75,12 @@ def run_info(config: Config, evaluator: evaluate.Evaluator) -> dict[str, Any]:
   import flax
   import optax
   import tensorflow_datasets as tfds
+  folder = datasets.get(config.dataset).folder
   return {
       'preset': presets.get(config.dataset, config.conditional).name,
       'config': config.__dict__,
+      # A folder's classes and each split's files, enough to rebuild them.
+      **({'folder': folder.record()} if folder is not None else {}),
       'classifier': evaluator.stored.describe(),
       'versions': {'python': platform.python_version(), 'jax': jax.__version__,
                    'flax': flax.__version__, 'optax': optax.__version__,
@@ -161,11 +164,11 @@ class Reporter:
     config = self.config
     state = multihost.local_copy(progress.state)
     variables = sampling.inference_variables(state)
-    side = sampling.grid_side(config)
+    rows, columns = sampling.grid_shape(config)
     grid = sampling.generate(state, multihost.local_copy(progress.fixed_noise),
-                          sampling.class_rows(config, side), variables=variables)
+                          sampling.class_rows(config, columns), variables=variables)
     images.save_grid(self.path(os.path.join('generated_samples', f'epoch_{epoch:02d}.png')),
-                     grid, side, side)
+                     grid, rows, columns)
     t_eval = time.time()
     q = self.evaluator.quality(state, key, config.eval_samples, variables)
     self.write(f'  quality at epoch {epoch}: '
@@ -218,7 +221,7 @@ class Reporter:
     z = sampling.sample_noise(key, FINAL_IMAGES, config.noise_dim)
     variables = sampling.inference_variables(state)  # Once, for these and the final checks.
     final = sampling.generate(state, z,
-                           sampling.class_rows(config, FINAL_IMAGES // datasets.NUM_CLASSES),
+                           sampling.class_labels(config, FINAL_IMAGES),
                            variables=variables)
     names = images.save_images(out, final)
     images.save_grid(os.path.join(out, 'final_grid.png'), final, 10, 10)
@@ -265,7 +268,7 @@ class Reporter:
       m = quality.METRICS
       lines.append(f'  final quality      {m["fd"].text(final["fd"])} | '
                    f'{m["is"].text(final["is"])} (real data: {m["is"].text(ref["is"])}) | '
-                   f'{final["classes_covered"]}/{datasets.NUM_CLASSES} classes'
+                   f'{final["classes_covered"]}/{self.evaluator.classifier.num_classes} classes'
                    + (f' | {m["label_agreement"].text(final["label_agreement"])}'
                       if final.get('label_agreement') is not None else ''))
     lines += [

@@ -25,7 +25,8 @@ from gan_jax.errors import RunError
 
 Log = Callable[[str], None]
 
-GRID_SIDE = 5  # The fixed 5x5 grid (a conditional run: 10x10, a class per row).
+GRID_SIDE = 5  # The fixed 5x5 grid (a conditional run: a class per row, 10 columns).
+CLASS_COLUMNS = 10  # A conditional grid's columns: as many images of each class.
 # The key streams of a run, each its own use of --seed.
 KEY_STREAMS = ('init', 'shuffle', 'train', 'grid', 'eval', 'final', 'sample')
 # A sample folder's record of what --mode=sample wrote there (so a later sample
@@ -108,21 +109,33 @@ def class_rows(config: Config, columns: int) -> np.ndarray | None:
   each (0, 0, ..., 1, 1, ...); None for an unconditional run."""
   if not config.conditional:
     return None
-  return np.repeat(np.arange(datasets.NUM_CLASSES), columns)
+  return np.repeat(np.arange(datasets.get(config.dataset).num_classes), columns)
 
 
-def grid_side(config: Config) -> int:
-  """Rows (= columns) of the sample grids: 5, or one row per class."""
-  return datasets.NUM_CLASSES if config.conditional else GRID_SIDE
+def class_labels(config: Config, n: int) -> np.ndarray | None:
+  """`n` labels, every class equally (the first ones one more), in class
+  order; None for an unconditional run."""
+  if not config.conditional:
+    return None
+  return np.sort(np.arange(n) % datasets.get(config.dataset).num_classes)
+
+
+def grid_shape(config: Config) -> tuple[int, int]:
+  """(rows, columns) of the sample grids: 5x5, or a row per class of
+  CLASS_COLUMNS images."""
+  if not config.conditional:
+    return GRID_SIDE, GRID_SIDE
+  return datasets.get(config.dataset).num_classes, CLASS_COLUMNS
 
 
 def grid_noise(config: Config, key: jax.Array) -> jax.Array:
   """The fixed noise of the sample grids: 25 vectors, or for a conditional run
-  10 vectors repeated on every class row (a column keeps its noise)."""
+  CLASS_COLUMNS vectors repeated on every class row (a column keeps its noise)."""
   if not config.conditional:
     return sample_noise(key, GRID_SIDE ** 2, config.noise_dim)
-  z = sample_noise(key, datasets.NUM_CLASSES, config.noise_dim)
-  return np.tile(np.asarray(z), (datasets.NUM_CLASSES, 1))
+  rows, columns = grid_shape(config)
+  z = sample_noise(key, columns, config.noise_dim)
+  return np.tile(np.asarray(z), (rows, 1))
 
 
 def initial_progress(config: Config, run_keys: dict[str, jax.Array], mesh=None
@@ -158,6 +171,12 @@ def load_latest_run(config: Config, log: Log = print
   meta = checkpoints.read_meta(manager, epoch)
   run_config = Config(**{k: v for k, v in checkpoints.saved_config(meta).items()
                          if k in Config.__dataclass_fields__})
+  if datasets.is_folder(run_config.dataset):  # Its class names, and its classifier.
+    datasets.open_folder(run_config.dataset, run_config.skip_bad_images)
+  classes = datasets.get(run_config.dataset).num_classes
+  if config.label is not None and run_config.conditional and config.label >= classes:
+    raise RunError(f'--label={config.label}: the run in {workdir} has {classes} classes, '
+                   f'0 to {classes - 1}')
   if config.label is not None and not run_config.conditional:
     raise RunError(f'--label={config.label}: the run in {workdir} is unconditional '
                    '(trained without --conditional) and cannot be asked for a class; '
@@ -249,7 +268,8 @@ def _sample(config: Config, workdir: str, place: destination.Place, log: Log
   what = ''
   if run_config.conditional:
     if config.label is None:  # The classes in turn.
-      labels, what = np.arange(config.num_samples) % datasets.NUM_CLASSES, ' of every class'
+      labels = np.arange(config.num_samples) % datasets.get(run_config.dataset).num_classes
+      what = ' of every class'
     else:
       labels = np.full(config.num_samples, config.label)
       name = datasets.get(run_config.dataset).class_names[config.label]

@@ -98,7 +98,7 @@ def create_state(config: Config, rng: jax.Array) -> GANState:
     rng: the initialisation key.
   """
   config = config_lib.resolve(config)
-  num_classes = datasets.NUM_CLASSES if config.conditional else 0
+  num_classes = datasets.get(config.dataset).num_classes if config.conditional else 0
   generator, discriminator = models.make_models(
       config.arch, jnp.dtype(config.dtype), num_classes,
       encoder_noise_dim=config.noise_dim if config.reconstruction else 0)

@@ -26,8 +26,8 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from gan_jax import (checkpoints, evaluate, files, input_pipeline, multihost, presets,
-                     report, sampling, train)
+from gan_jax import (checkpoints, datasets, evaluate, files, input_pipeline, multihost,
+                     presets, report, sampling, train)
 from gan_jax import config as config_lib
 from gan_jax import workdir as workdir_lib
 from gan_jax.config import Config
@@ -109,12 +109,15 @@ def _set_up(config: Config, log: Log) -> Run:
   from gan_jax import classifier_store
   classifier_store.check_dir(config.classifier_dir, config.retrain_classifier)
   reporter = report.make(config, log)
+  folder = datasets.get(config.dataset).folder
+  if folder is not None:  # What was read, and converted, once.
+    reporter.write(folder.summary())
   data, indices = _load_training_data(config)
   evaluator = evaluate.Evaluator(config, reporter.write)
   reporter.use_evaluator(evaluator, data, indices)
   return Run(config=config, data=data, evaluator=evaluator, reporter=reporter,
              keys=sampling.keys(config.seed), mesh=train.make_mesh(),
-             passes=presets.passes_per_epoch(config.train_examples, len(data.images)))
+             passes=presets.passes_per_epoch(config_lib.is_scarce(config), len(data.images)))
 
 
 def _check_settings(config: Config) -> None:

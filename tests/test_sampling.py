@@ -33,10 +33,10 @@ def test_key_streams_are_distinct_and_fixed_by_the_seed():
 
 def test_grid_noise_is_25_vectors_or_one_row_of_noise_per_class():
   plain = np.asarray(sampling.grid_noise(Config(), sampling.keys(0)['grid']))
-  assert plain.shape == (25, 100) and sampling.grid_side(Config()) == 5
+  assert plain.shape == (25, 100) and sampling.grid_shape(Config()) == (5, 5)
   conditional = Config(conditional=True)
   noise = np.asarray(sampling.grid_noise(conditional, sampling.keys(0)['grid']))
-  assert noise.shape == (100, 100) and sampling.grid_side(conditional) == 10
+  assert noise.shape == (100, 100) and sampling.grid_shape(conditional) == (10, 10)
   np.testing.assert_array_equal(noise[:10], noise[90:])  # A column keeps its noise.
   assert sampling.class_rows(conditional, 3).tolist() == [c for c in range(10) for _ in range(3)]
   assert sampling.class_rows(Config(), 3) is None
