@@ -40,7 +40,8 @@ class Evaluator:
     per-class FD at every evaluation, the memorisation check at the end."""
     self.train_images, self.train_labels = data.images, data.labels
     self.train_features = self.classifier.features(data.images)
-    self.real = quality.real_features(self.train_features, data.labels)
+    self.real = quality.real_features(self.train_features, data.labels,
+                                      self.classifier.num_classes)
 
   def quality(self, state: train.GANState, key: jax.Array, n: int,
               variables: dict[str, Any] | None = None) -> dict[str, float]:
@@ -69,7 +70,7 @@ class Evaluator:
     if self.real is None:
       return {}
     n = CAS_IMAGES if config.conditional else MEMORISATION_IMAGES
-    requested = np.arange(n) % datasets.get(config.dataset).num_classes if config.conditional else None
+    requested = (np.arange(n) % self.classifier.num_classes) if config.conditional else None
     generated = sampling.generate(state, sampling.sample_noise(key, n, config.noise_dim), requested,
                                variables=variables)
     test = input_pipeline.load_split(config.dataset, 'test', config.data_dir,
@@ -102,7 +103,7 @@ class Evaluator:
     config = self.config
     features, labels = feature_cache.training_features(
         self.classifier, self.stored.meta['params_sha256'], config.dataset, config.data_dir)
-    real = quality.real_features(features, labels)
+    real = quality.real_features(features, labels, self.classifier.num_classes)
     precision, recall = quality.precision_recall(
         real.sample, self.classifier.features(generated[:quality.REAL_SAMPLE]))
     return {'precision_whole_split': precision, 'recall_whole_split': recall}
@@ -116,7 +117,7 @@ class Evaluator:
     config = self.config
     n = augmentation_check.synthetic_count(len(self.train_images), config.synthetic_per_real,
                                            config_lib.MAX_SYNTHETIC)
-    labels = np.arange(n) % datasets.get(config.dataset).num_classes
+    labels = np.arange(n) % self.classifier.num_classes
     images = sampling.generate(state, sampling.sample_noise(key, n, config.noise_dim), labels,
                                variables=variables)
     test = input_pipeline.load_split(config.dataset, 'test', config.data_dir)

@@ -242,7 +242,7 @@ def set_quality(drawn: Drawn, stored, run_config: Config, data_dir: str,
   images, the memorisation ratio's reference."""
   train_feats, train_labels = feature_cache.training_features(
       stored.classifier, stored.meta['params_sha256'], run_config.dataset, data_dir)
-  real = quality.real_features(train_feats, train_labels)
+  real = quality.real_features(train_feats, train_labels, stored.classifier.num_classes)
   seen = train_feats  # The images the GAN saw: copies of them are the failure to catch.
   if run_config.train_examples is not None:
     seen = train_feats[input_pipeline.balanced_indices(
