@@ -83,6 +83,31 @@ def _fail(message: str, code: int = 2, prefix: str = 'error') -> None:
   sys.exit(code)
 
 
+# What a shipped generator's run decided (with --pretrained these are refused):
+# the settings a resume must match, but the seed (which picks the noise), and
+# those of training alone.
+_TRAINING_FLAGS = tuple(f for f in config_lib.RESUME_FIELDS if f != 'seed') + (
+    'epochs', 'save_interval', 'keep_checkpoints', 'tensorboard', 'steps_per_chunk',
+    'retrain_classifier', 'skip_bad_images', 'interactive', 'distributed')
+
+
+def _check_pretrained_flags() -> None:
+  """--pretrained draws from a shipped generator: not with --mode=train, a
+  --workdir, or a setting of training."""
+  name = FLAGS.pretrained
+  if FLAGS.mode == 'train':
+    _fail(f'--pretrained={name} is a setting of --mode=sample and --mode=export (the '
+          'shipped generator is trained already); add --mode=sample or --mode=export, or '
+          'drop --pretrained to train your own')
+  if FLAGS['workdir'].present:
+    _fail(f'--pretrained={name} and --workdir={FLAGS.workdir} both name the generator to '
+          'draw from; give one of them')
+  given = [f for f in _TRAINING_FLAGS if FLAGS[f].present]
+  if given:
+    _fail(f'--{given[0]} is a setting of training; the shipped generator {name} has its own '
+          '(docs/pretrained.md): drop it, or train a run and draw from it with --workdir')
+
+
 def _check_distributed_flags() -> None:
   given = [name for name in ('coordinator_address', 'num_processes', 'process_id')
            if FLAGS[name].value is not None]
@@ -203,6 +228,8 @@ def main(argv: list[str]) -> None:
   if FLAGS['cas'].present and FLAGS.mode == 'sample':
     _fail('--cas is a setting of training and of --mode=export; drop it from --mode=sample')
   _check_distributed_flags()
+  if FLAGS.pretrained is not None:
+    _check_pretrained_flags()
   if FLAGS.data_dir and not os.path.isdir(FLAGS.data_dir):
     _fail(f'--data_dir={FLAGS.data_dir} does not exist or is not a folder; point it at the '
           'folder that holds the prepared TFDS datasets (e.g. ../shared/tfds)')

@@ -77,6 +77,13 @@ def _augment_policy(value: Any) -> str | None:
   return None
 
 
+def _pretrained_name(value: Any) -> str | None:
+  from gan_jax import pretrained
+  if value not in pretrained.names():
+    return f'no such shipped generator {value!r}; use one of {", ".join(pretrained.names())}'
+  return None
+
+
 def _non_negative_int(value: Any) -> str | None:
   if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**32:
     return f'must be a whole number in [0, 2**32), got {value!r}'
@@ -303,6 +310,11 @@ class Config:
       'generator is given (training uses 1). Above 1 draws more varied images that look '
       'less real, below 1 the reverse (like the truncation trick); see docs/export.md.',
       _above_zero_to(MAX_NOISE_SCALE, example='1.25'))
+  pretrained: str | None = _setting(
+      None, 'With --mode=sample or --mode=export: draw from a generator shipped with '
+      'gan_jax instead of a run in --workdir, no training needed: one of mnist, '
+      'mnist-conditional, fashion, fashion-conditional (docs/pretrained.md).',
+      _optional(lambda value: _pretrained_name(value)))
   # Export mode (gan_jax.export).
   export_dir: str | None = _setting(
       None, 'Where --mode=export writes; default WORKDIR/export. An existing non-empty '

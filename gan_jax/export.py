@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 from gan_jax import (datasets, errors, feature_cache, files, images, input_pipeline, outputs,
-                     quality, report, sampling, serialize, train, workdir_lock)
+                     quality, report, sampling, serialize, train)
 from gan_jax import destination as destination_lib
 from gan_jax import workdir as workdir_lib
 from gan_jax.config import Config
@@ -236,10 +236,17 @@ def install(tmp: str, dest: str, overwrite: bool = False, log: Log = print) -> s
 
 
 def set_quality(drawn: Drawn, stored, run_config: Config, data_dir: str,
-                test_images: np.ndarray) -> dict[str, Any]:
+                test_images: np.ndarray | None) -> dict[str, Any]:
   """FD, IS, precision, recall and the memorisation ratio of the exported set
   (per-class FD too when the labels were requested); `test_images`: real test
-  images, the memorisation ratio's reference."""
+  images, the memorisation ratio's reference (None: no real data here, so
+  only FD and IS, which the classifier's reference statistics give)."""
+  if test_images is None:
+    mu, sigma = quality.feature_stats(drawn.features)
+    return {'fd': quality.frechet_distance(mu, sigma, stored.reference.mu,
+                                           stored.reference.sigma) if len(drawn.features) > 1
+            else None, 'is': quality.inception_score(drawn.probs), 'precision': None,
+            'recall': None, 'memorisation_ratio': None, 'without_real_data': True}
   train_feats, train_labels = feature_cache.training_features(
       stored.classifier, stored.meta['params_sha256'], run_config.dataset, data_dir)
   real = quality.real_features(train_feats, train_labels, stored.classifier.num_classes)
@@ -283,8 +290,7 @@ def _manifest(config: Config, run_config: Config, epoch: int, drawn: Drawn, stor
       'num_images': len(drawn.labels), 'image_shape': [28, 28], 'dtype': 'uint8',
       'dataset': datasets.canonical_name(run_config.dataset), 'class_names': class_names,
       'counts': {str(c): int(counts[c]) for c in range(len(class_names))},
-      'source': {'workdir': os.path.abspath(config.workdir), 'checkpoint_epoch': epoch,
-                 'config': run_config.__dict__},
+      'source': {**_source(config), 'checkpoint_epoch': epoch, 'config': run_config.__dict__},
       'classifier': stored.describe(),
       'seed': config.seed,
       'noise_scale': config.noise_scale,
@@ -296,6 +302,15 @@ def _manifest(config: Config, run_config: Config, epoch: int, drawn: Drawn, stor
       'cas': cas,
       'created': {'jax': jax.__version__, 'git_commit': report.git_commit()},
   }
+
+
+def _source(config: Config) -> dict[str, Any]:
+  """Where the generator came from: the workdir, or the shipped generator
+  (its name, SHA-256, the command and commit that trained it, its figures)."""
+  if config.pretrained is None:
+    return {'workdir': os.path.abspath(config.workdir)}
+  from gan_jax import pretrained
+  return {'pretrained': pretrained.describe(config.pretrained)}
 
 
 def export_from_run(config: Config, log: Log = print) -> dict[str, Any]:
@@ -321,8 +336,7 @@ def export_from_run(config: Config, log: Log = print) -> dict[str, Any]:
 def _export(config: Config, dest: str, place: destination_lib.Place, log: Log
             ) -> dict[str, Any]:
   """`export_from_run` once its destination is held."""
-  # A training run may not start in the workdir while its checkpoint is read.
-  with workdir_lock.hold(os.path.abspath(config.workdir), exclusive=False, command='export'):
+  with sampling.held_for_reading(config, 'export'):
     state, run_config, epoch = sampling.load_latest_run(config, log)
   _check_labelling(config, run_config)
   data_dir = input_pipeline.resolve_data_dir(config.data_dir or run_config.data_dir)
@@ -335,8 +349,9 @@ def _export(config: Config, dest: str, place: destination_lib.Place, log: Log
   # swaps Python's import function for a lazy one (etils' lazy_imports), which
   # would also catch the imports jax makes in the main thread meanwhile (a
   # ModuleNotFoundError while the generator is exported).
-  test = input_pipeline.load_split(run_config.dataset, 'test', data_dir,
-                                   limit=MEMORISATION_SAMPLE)
+  test = _real_test_images(config, run_config, data_dir, log)
+  if test is None:  # A shipped generator, and no data here: what needs none.
+    config = config.replace(cas=False)
   class_names = list(datasets.get(run_config.dataset).class_names)
   # A failed write is one line; the folder is written beside `dest`, then renamed.
   unchanged = f'the run in {os.path.abspath(config.workdir)} and {dest} are unchanged'
@@ -346,7 +361,8 @@ def _export(config: Config, dest: str, place: destination_lib.Place, log: Log
     # The quality figures (mostly XLA) are computed while the files (mostly
     # I/O) are written: the two overlap on a 2-core CPU.
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-      figures = pool.submit(set_quality, drawn, stored, run_config, data_dir, test.images)
+      figures = pool.submit(set_quality, drawn, stored, run_config, data_dir,
+                            None if test is None else test.images)
       exported = serialize.export_generator(state)
       write_folder(tmp, drawn, class_names, exported.serialize())
       figures = figures.result()
@@ -358,6 +374,20 @@ def _export(config: Config, dest: str, place: destination_lib.Place, log: Log
     files.write_json(os.path.join(tmp, MANIFEST), manifest)
     place.install(tmp)
   return manifest
+
+
+def _real_test_images(config: Config, run_config: Config, data_dir: str, log: Log
+                      ) -> input_pipeline.Split | None:
+  """The real test images the figures compare with; None for a shipped
+  generator (--pretrained) where the data is not found, said in one line."""
+  name = datasets.canonical_name(run_config.dataset)
+  if config.pretrained is None or os.path.isdir(os.path.join(data_dir, name)):
+    return input_pipeline.load_split(run_config.dataset, 'test', data_dir,
+                                     limit=MEMORISATION_SAMPLE)
+  log(f'no {run_config.dataset} data in {data_dir}: precision, recall, memorisation, the CAS '
+      'and the augmentation check compare with real images and are skipped (give '
+      '--data_dir=DIR to add them)')
+  return None
 
 
 def _augmentation_check(config: Config, run_config: Config, drawn: Drawn, data_dir: str,

@@ -7,6 +7,7 @@ generator loaded for drawing, and --mode=sample.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -161,6 +162,9 @@ def load_latest_run(config: Config, log: Log = print
     RunError: no checkpoint, or `config.label` asked of an unconditional run.
     checkpoints.CheckpointError: the checkpoints are damaged.
   """
+  if config.pretrained is not None:  # A generator shipped with the package.
+    from gan_jax import pretrained
+    return pretrained.load(config.pretrained, log)
   workdir = os.path.abspath(config.workdir)
   if not checkpoints.has_checkpoint(workdir):
     raise RunError(f'--workdir={config.workdir} holds no checkpoint '
@@ -253,9 +257,17 @@ def sample_from_run(config: Config, log: Log = print) -> list[str]:
       KIND, config.sample_dir or os.path.join(workdir, 'samples'), config.overwrite)
   kept = f'the run in {workdir} is unchanged and {sample_dir} is as it was'
   with destination.reserved(KIND, sample_dir, config.overwrite, log) as place, \
-       workdir_lock.hold(workdir, exclusive=False, command='sampling'), \
+       held_for_reading(config, 'sampling'), \
        workdir_lib.write_failures_explained(workdir, 'sampling failed', kept):
     return _sample(config, workdir, place, log)
+
+
+def held_for_reading(config: Config, command: str) -> Any:
+  """The workdir held while its checkpoint is read (a training run may not
+  start there meanwhile); nothing to hold for a shipped generator."""
+  if config.pretrained is not None:
+    return contextlib.nullcontext()
+  return workdir_lock.hold(os.path.abspath(config.workdir), exclusive=False, command=command)
 
 
 def _sample(config: Config, workdir: str, place: destination.Place, log: Log
@@ -277,7 +289,8 @@ def _sample(config: Config, workdir: str, place: destination.Place, log: Log
   tmp = place.temp()
   names = images.save_images(tmp, generate(state, z, labels), prefix='sample_')
   files.write_json(os.path.join(tmp, SAMPLE_RECORD), {
-      'format': SAMPLE_FORMAT, 'workdir': workdir, 'checkpoint_epoch': epoch,
+      'format': SAMPLE_FORMAT, 'checkpoint_epoch': epoch,
+      **({'pretrained': config.pretrained} if config.pretrained else {'workdir': workdir}),
       'seed': config.seed, 'noise_scale': config.noise_scale, 'label': config.label,
       'files': names})
   sample_dir = place.install(tmp)

@@ -54,3 +54,25 @@ def test_pip_install_gives_the_command_and_the_shipped_classifiers(tmp_path, dat
   assert 'Epoch 1/1 | D_loss: ' in run.stdout
   with open(outside / 'run' / 'report.json') as f:
     assert json.load(f)['classifier']['shipped'] is True
+
+  # The shipped generators, on this empty HOME with no data folder: images at once.
+  from gan_jax import pretrained
+  assert pretrained.names(), 'no generator ships with the package'
+  conditional = [n for n in pretrained.names() if n.endswith('-conditional')][0]
+  sample = subprocess.run([command, '--mode=sample', f'--pretrained={conditional}', '--label=3',
+                           '--num_samples=5', '--sample_dir=threes'], cwd=outside, env=env,
+                          capture_output=True, text=True, timeout=300)
+  assert sample.returncode == 0, sample.stderr[-3000:]
+  assert len([n for n in os.listdir(outside / 'threes') if n.endswith('.png')]) == 5
+  export = subprocess.run([command, '--mode=export', f'--pretrained={conditional}',
+                           '--num_samples=100', '--export_dir=synthetic'], cwd=outside, env=env,
+                          capture_output=True, text=True, timeout=300)
+  assert export.returncode == 0, export.stderr[-3000:]
+  assert 'and are skipped (give --data_dir=DIR to add them)' in export.stdout, export.stdout
+  with open(outside / 'synthetic' / 'manifest.json') as f:
+    manifest = json.load(f)
+  shipped = os.path.join(where[0].rsplit(os.sep, 1)[0], 'generators', conditional,
+                         pretrained.PARAMS)
+  assert manifest['source']['pretrained']['params_sha256'] == pretrained.file_sha256(shipped)
+  assert manifest['cas'] is None and manifest['quality']['fd'] is not None
+  assert sorted(os.listdir(outside)) == ['home', 'run', 'synthetic', 'threes']  # Nothing else.
