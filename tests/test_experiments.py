@@ -7,6 +7,7 @@ A new script is covered when it is added (the list is a glob).
 """
 
 import glob
+import json
 import os
 import re
 import subprocess
@@ -66,3 +67,20 @@ def test_help_answers_and_names_what_the_script_does(script):
   shown = _squeezed(result.stdout)
   for expected in expected_in_help(script):
     assert expected in shown, f'{script} --help does not show {expected!r}:\n{result.stdout}'
+
+
+@pytest.mark.slow
+def test_the_accelerator_check_runs_on_cpu_and_prints_a_json_line_per_network(data_dir):
+  env = dict(os.environ, TFDS_DATA_DIR=data_dir, JAX_PLATFORMS='cpu')
+  result = subprocess.run([sys.executable, 'experiments/accelerator_check.py', '--limit=64',
+                           '--num_samples=20', '--dtypes=float32'], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=900, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith('{')]
+  runs = [l for l in lines if 'network' in l and 'mode' not in l]
+  assert [r['network'] for r in runs] == ['mlp_bn', 'mlp_wide', 'dcgan']
+  for r in runs:
+    assert r['device'].startswith('cpu') and r['images_per_s'] > 0 and r['epoch_s'] > 0
+    assert r['compile_s'] >= 0 and 'peak_memory_bytes' in r
+  assert [(l['mode'], l['images']) for l in lines if 'mode' in l] == [('sample', 20),
+                                                                       ('export', 20)]
