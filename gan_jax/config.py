@@ -369,9 +369,12 @@ def training_length(config: Config) -> tuple[int, int]:
 def resolve(config: Config) -> Config:
   """`config` with what its other fields decide filled in: an unset arch,
   mode-seeking, class-loss or reconstruction weight becomes its preset's
-  (`presets.get(dataset, conditional)`), an unconditional run has no class
+  (`presets.get(dataset, conditional)`), a folder is named by its absolute
+  path, an unconditional run has no class
   loss, the training length follows `training_length`, and an unset
   augmentation is `presets.SCARCE`'s on few images (`is_scarce`), else none."""
+  if datasets.is_folder(config.dataset):  # One spelling of the folder, whatever the cwd.
+    config = config.replace(dataset=datasets.canonical_name(config.dataset))
   preset = presets.get(config.dataset, config.conditional)
   config = config.replace(**{field: getattr(preset, field) for field in presets.FIELDS
                              if getattr(config, field) is None})

@@ -144,6 +144,22 @@ def check_figures(name: str) -> dict[str, float]:
   return out
 
 
+def quality_figures(name: str, run_config: Config) -> dict[str, float]:
+  """FD, IS, precision, recall (against the run's training images) and label
+  agreement of 5,000 images of the shipped weights, as a run evaluates."""
+  import jax
+  from gan_jax import evaluate, input_pipeline
+  state, _, _ = load(name, log=lambda *_: None)
+  evaluator = evaluate.Evaluator(run_config, log=lambda *_: None)
+  data, _ = input_pipeline.training_split(run_config.dataset, run_config.data_dir,
+                                          run_config.limit, run_config.train_examples,
+                                          run_config.seed)
+  evaluator.use_training_data(data)
+  q = evaluator.quality(state, jax.random.key(CHECK_SEED), run_config.eval_samples)
+  return {k: float(q[k]) for k in ('fd', 'is', 'precision', 'recall', 'classes_covered',
+                                   'label_agreement') if q.get(k) is not None}
+
+
 def pack(workdir: str, name: str, command: str, log: Log = print) -> dict[str, Any]:
   """Writes the shipped folder of `name` from the finished run in `workdir`:
   its newest checkpoint's sampling weights (float16) and generator.json with
@@ -163,9 +179,7 @@ def pack(workdir: str, name: str, command: str, log: Log = print) -> dict[str, A
   np.savez_compressed(buf, **{'/'.join(k): np.asarray(v, np.float16) for k, v in flat.items()})
   with open(os.path.join(workdir, 'report.json')) as f:
     report = json.load(f)
-  final = report['final']
-  figures = {k: final.get(k) for k in ('fd', 'is', 'precision', 'recall', 'classes_covered',
-                                         'label_agreement') if final.get(k) is not None}
+  figures = {}
   if report.get('cas'):
     figures.update(cas=report['cas']['cas'], cas_real=report['cas']['cas_real'])
   with open(os.path.join(workdir, 'run.json')) as f:
@@ -179,8 +193,10 @@ def pack(workdir: str, name: str, command: str, log: Log = print) -> dict[str, A
           # No paths of the machine that trained it.
           'config': run_config.replace(workdir='.', data_dir=None, classifier_dir=None).__dict__,
           'params_sha256': file_sha256(os.path.join(folder, PARAMS)),
-          'figures': figures, 'figures_of': 'the run (float32 weights, 5,000 images)'}
+          'figures': figures,
+          'figures_of': 'the shipped weights, 5,000 images (the CAS: of the run, 10,000)'}
   files.write_json(os.path.join(folder, META), meta)
+  meta['figures'] = {**quality_figures(name, run_config), **figures}
   meta['check'] = check_figures(name)
   files.write_json(os.path.join(folder, META), meta)
   log(f'{name}: {os.path.getsize(os.path.join(folder, PARAMS)):,} bytes, check {meta["check"]}')
