@@ -123,7 +123,12 @@ def _read_image(path: str) -> tuple[np.ndarray | None, list[str], str | None]:
     with Image.open(path) as im:
       im.load()
       changes = []
-      if im.mode != 'L':
+      if im.mode.startswith(('I', 'F')):  # 16-bit or float scans: their range onto 0-255.
+        changes.append(im.mode)
+        pixels = np.asarray(im, np.float64)
+        top = 65535.0 if im.mode.startswith('I;16') else max(float(pixels.max()), 1.0)
+        im = Image.fromarray(np.round(np.clip(pixels / top, 0, 1) * 255).astype(np.uint8), 'L')
+      elif im.mode != 'L':
         changes.append(im.mode)
         im = im.convert('L')
       if im.size != (SIDE, SIDE):

@@ -77,6 +77,17 @@ def test_a_folder_is_read_in_file_name_order_with_a_fixed_stratified_hold_out(tm
   assert record.key == f'folder-{folder.sha256[:16]}'
 
 
+def test_sixteen_bit_scans_keep_their_range(tmp_path):
+  path = make_folder(tmp_path / 'f', num_classes=2, per_class=10, mixed=False)
+  pixels = _pattern(0, 2, 0).astype(np.uint16) * 257  # The same image in 16 bits.
+  Image.fromarray(pixels).save(os.path.join(path, 'class_00', '0000.png'))
+  folder = datasets.open_folder(path).folder
+  split = 'train' if 'class_00/0000.png' in folder.files['train'] else 'test'
+  image = folder.images[split][folder.files[split].index('class_00/0000.png')]
+  np.testing.assert_array_equal(image, _pattern(0, 2, 0))
+  assert 'I;16' in folder.summary()
+
+
 def test_the_same_images_as_a_folder_and_as_the_built_in_dataset_give_the_same_batches(
     tmp_path, mock_data_dir):
   train_split = input_pipeline.load_split('mnist', 'train', mock_data_dir)
