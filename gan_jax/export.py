@@ -435,5 +435,5 @@ def _print_summary(dest: str, manifest: dict[str, Any], seconds: float, log: Log
     from gan_jax import cas as cas_lib
     c = manifest['cas']
     log(f'  CAS: {c["cas"]:.2%} on real test images (the same CNN trained on '
-        f'{c["images"]:,} real images: {c["cas_real"]:.2%})'
+        f'{c["real_images"]:,} real images: {c["cas_real"]:.2%})'
         f'{cas_lib.worst_class_text(c, manifest["dataset"])}')
