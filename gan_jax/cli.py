@@ -285,11 +285,13 @@ def _kept(workdir: str) -> str:
 
 def _log_traceback(workdir: str) -> None:
   """Appends the current exception's traceback to WORKDIR/error.log when the
-  workdir exists (and prints it too with --traceback)."""
+  workdir exists (and prints it too with --traceback); with --pretrained
+  there is no workdir to write in."""
   text = traceback.format_exc()
   if FLAGS.traceback:
     print(text, file=sys.stderr, end='')
-  _log_text(workdir, text)
+  if FLAGS.pretrained is None:
+    _log_text(workdir, text)
 
 
 def _log_text(workdir: str, text: str) -> None:
