@@ -234,8 +234,10 @@ def read(path: str, skip_bad: bool = False) -> Folder:
   bad += [(s, 'not in a class folder') for s in stray]
   if bad and not skip_bad:
     named = '; '.join(f'{rel} ({why})' for rel, why in bad[:3])
+    what = ('1 file is not a readable image' if len(bad) == 1
+            else f'{len(bad):,} files are not readable images')
     raise FolderError(
-        f'--dataset={path}: {len(bad):,} files are not readable images of a class: '
+        f'--dataset={path}: {what} of a class: '
         f'{named}{"; ..." if len(bad) > 3 else ""}. Remove or fix them, or pass {SKIP_FLAG} '
         'to train without them')
   # File-name order, then class: a folder written from a dataset in its own
