@@ -233,13 +233,7 @@ def read(path: str, skip_bad: bool = False) -> Folder:
     kept[split] = split_files
   bad += [(s, 'not in a class folder') for s in stray]
   if bad and not skip_bad:
-    named = '; '.join(f'{rel} ({why})' for rel, why in bad[:3])
-    what = ('1 file is not a readable image' if len(bad) == 1
-            else f'{len(bad):,} files are not readable images')
-    raise FolderError(
-        f'--dataset={path}: {what} of a class: '
-        f'{named}{"; ..." if len(bad) > 3 else ""}. Remove or fix them, or pass {SKIP_FLAG} '
-        'to train without them')
+    raise _unreadable(path, bad)
   # File-name order, then class: a folder written from a dataset in its own
   # order (00000.png, 00001.png, ...) reads back in that order.
   for split in list(images):
@@ -263,6 +257,16 @@ def read(path: str, skip_bad: bool = False) -> Folder:
                 images={s: images[s] for s in ('train', 'test')},
                 labels={s: labels[s] for s in ('train', 'test')}, held_out=held_out,
                 converted=converted, skipped=tuple(rel for rel, _ in bad))
+
+
+def _unreadable(path: str, bad: list[tuple[str, str]]) -> FolderError:
+  """The error naming the first files that are not readable images, and their count."""
+  named = '; '.join(f'{rel} ({why})' for rel, why in bad[:3])
+  what = ('1 file is not a readable image' if len(bad) == 1
+          else f'{len(bad):,} files are not readable images')
+  return FolderError(
+      f'--dataset={path}: {what} of a class: {named}{"; ..." if len(bad) > 3 else ""}. '
+      f'Remove or fix them, or pass {SKIP_FLAG} to train without them')
 
 
 def _check_counts(path: str, class_names: tuple[str, ...], labels: np.ndarray, where: str,
