@@ -15,6 +15,7 @@ leading dot, e.g. .DS_Store) are not images and are passed over.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import hashlib
@@ -202,8 +203,15 @@ def _hold_out(labels: np.ndarray, num_classes: int) -> np.ndarray:
   return np.sort(np.concatenate(test))
 
 
+# The folders this process has read: (path, skip_bad) -> (their files' sizes
+# and times, the result), so a command reads a folder once however many of
+# its phases ask, and again when a file changed.
+_READ: dict[tuple[str, bool], tuple[tuple[Any, ...], Folder]] = {}
+
+
 def read(path: str, skip_bad: bool = False) -> Folder:
-  """Reads a folder of labelled images whole (see the module docstring).
+  """Reads a folder of labelled images whole (see the module docstring);
+  again only when one of its files changed since this process last read it.
 
   Raises:
     FolderError: missing, empty, one class or more than MAX_CLASSES, a class
@@ -211,8 +219,24 @@ def read(path: str, skip_bad: bool = False) -> Folder:
       unreadable files (without `skip_bad`).
   """
   path = os.path.abspath(os.path.expanduser(path))
-  class_names, listed, held_out, stray = _scan(path)
-  images, labels, kept, bad, converted = {}, {}, {}, [], {}
+  scanned = _scan(path)
+  _, listed, _, stray = scanned
+  rels = [rel for entries in listed.values() for rel, _ in entries] + stray
+  signature = tuple((rel, st.st_size, st.st_mtime_ns)
+                    for rel, st in ((r, os.stat(os.path.join(path, r))) for r in rels))
+  cached = _READ.get((path, skip_bad))
+  if cached is not None and cached[0] == signature:
+    return cached[1]
+  folder = _decode(path, skip_bad, *scanned)
+  _READ[(path, skip_bad)] = (signature, folder)
+  return folder
+
+
+def _decode(path: str, skip_bad: bool, class_names: tuple[str, ...],
+            listed: dict[str, list[tuple[str, int]]], held_out: bool, stray: list[str]
+            ) -> Folder:
+  """`read`'s work: every image decoded, checked, ordered and split."""
+  images, labels, kept, bad, converted = {}, {}, {}, [], collections.Counter()
   for split, entries in listed.items():
     arrays, split_labels, split_files = [], [], []
     for rel, label in entries:
@@ -223,8 +247,7 @@ def read(path: str, skip_bad: bool = False) -> Folder:
       if image is None:
         bad.append((rel, why))
         continue
-      for change in changes:
-        converted[change] = converted.get(change, 0) + 1
+      converted.update(changes)
       arrays.append(image)
       split_labels.append(label)
       split_files.append(rel)
@@ -256,7 +279,7 @@ def read(path: str, skip_bad: bool = False) -> Folder:
                 files={s: tuple(kept[s]) for s in ('train', 'test')},
                 images={s: images[s] for s in ('train', 'test')},
                 labels={s: labels[s] for s in ('train', 'test')}, held_out=held_out,
-                converted=converted, skipped=tuple(rel for rel, _ in bad))
+                converted=dict(converted), skipped=tuple(rel for rel, _ in bad))
 
 
 def _unreadable(path: str, bad: list[tuple[str, str]]) -> FolderError:

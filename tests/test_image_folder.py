@@ -77,6 +77,15 @@ def test_a_folder_is_read_in_file_name_order_with_a_fixed_stratified_hold_out(tm
   assert record.key == f'folder-{folder.sha256[:16]}'
 
 
+def test_a_folder_is_decoded_once_until_a_file_changes(tmp_path):
+  path = make_folder(tmp_path / 'f', num_classes=2, per_class=10, mixed=False)
+  first = image_folder.read(path)
+  assert image_folder.read(path) is first  # The CLI's check and the run's set-up share it.
+  Image.fromarray(_pattern(1, 2, 7), 'L').save(os.path.join(path, 'class_00', '0003.png'))
+  again = image_folder.read(path)
+  assert again is not first and again.sha256 != first.sha256
+
+
 def test_sixteen_bit_scans_keep_their_range(tmp_path):
   path = make_folder(tmp_path / 'f', num_classes=2, per_class=10, mixed=False)
   pixels = _pattern(0, 2, 0).astype(np.uint16) * 257  # The same image in 16 bits.
