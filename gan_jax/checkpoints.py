@@ -214,6 +214,13 @@ def saved_config(meta: dict[str, Any]) -> dict[str, Any]:
   return {**ADDED_LATER, **meta.get('config', {})}
 
 
+def run_config(meta: dict[str, Any]) -> Config:
+  """A checkpoint's (or a shipped generator's) configuration as a `Config`;
+  fields this version no longer has are left out."""
+  return Config(**{k: v for k, v in saved_config(meta).items()
+                   if k in Config.__dataclass_fields__})
+
+
 def _flag_value(value: Any) -> str:
   """`value` as a command line gives it (absl's booleans are true/false)."""
   return str(value).lower() if isinstance(value, bool) else str(value)

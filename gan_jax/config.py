@@ -66,22 +66,30 @@ def _images_to_evaluate(what: str, maximum: int | None = None
   return check
 
 
-def _augment_policy(value: Any) -> str | None:
+def _parsed_by(parse: Callable[[str], Any], expected: str) -> Callable[[Any], str | None]:
+  """A rule for a string that `parse` accepts: its ValueError is the reason."""
+  def check(value: Any) -> str | None:
+    if not isinstance(value, str):
+      return f'must be {expected}, got {value!r}'
+    try:
+      parse(value)
+    except ValueError as e:
+      return str(e)
+    return None
+  return check
+
+
+def _augment_policy(value: str) -> None:
   from gan_jax import augment  # jax only once a policy is checked.
-  if not isinstance(value, str):
-    return f'must be a comma-separated list of names, got {value!r}'
-  try:
-    augment.parse(value)
-  except ValueError as e:
-    return str(e)
-  return None
+  augment.parse(value)
 
 
-def _pretrained_name(value: Any) -> str | None:
+def _pretrained_name(value: str) -> None:
   from gan_jax import pretrained
-  if value not in pretrained.names():
-    return f'no such shipped generator {value!r}; use one of {", ".join(pretrained.names())}'
-  return None
+  try:
+    pretrained.check_name(value)
+  except pretrained.PretrainedError as e:
+    raise ValueError(str(e)) from None
 
 
 def _non_negative_int(value: Any) -> str | None:
@@ -152,17 +160,6 @@ def _label(value: Any) -> str | None:
   return f'must be a class number (0, 1, ...), got {value!r}'
 
 
-def _dataset(value: Any) -> str | None:
-  """A built-in name, or a folder's path (read and checked in `validate`)."""
-  if not isinstance(value, str):
-    return f'must be a name or a folder path, got {value!r}'
-  try:
-    datasets.canonical_name(value)
-  except ValueError as e:
-    return str(e)
-  return None
-
-
 def _dataset_help() -> str:
   short = datasets.short_names()
   others = [a for a in datasets.ALIASES if a not in short]
@@ -182,7 +179,9 @@ class Config:
   rule, whether a resume must match it, and its prompt. A new setting is one
   field here plus the code that uses it; `gan_jax.cli` makes its flag."""
   dataset: str = _setting(
-      datasets.DEFAULT, _dataset_help(), _dataset, resume=True, prompt='Dataset')
+      datasets.DEFAULT, _dataset_help(),
+      _parsed_by(datasets.canonical_name, 'a name or a folder path'), resume=True,
+      prompt='Dataset')
   skip_bad_images: bool = _setting(
       False, 'With --dataset=PATH: train without the files of the folder that are not '
       'readable images (named at the start) instead of stopping at them.')
@@ -271,7 +270,8 @@ class Config:
       None, "The discriminator's differentiable augmentation of real and generated images "
       '(DiffAugment): a comma-separated list of translation, cutout, or none. Default: '
       f'{presets.SCARCE.augment} with --train_examples, else none.',
-      _optional(_augment_policy), resume=True)
+      _optional(_parsed_by(_augment_policy, 'a comma-separated list of names')),
+      resume=True)
   synthetic_per_real: float = _setting(
       SYNTHETIC_PER_REAL, 'The augmentation check (with the CAS): synthetic images added '
       'per real training image (at most ' f'{MAX_SYNTHETIC:,} in all), in (0, 100].',
@@ -314,7 +314,7 @@ class Config:
       None, 'With --mode=sample or --mode=export: draw from a generator shipped with '
       'gan_jax instead of a run in --workdir, no training needed: one of mnist, '
       'mnist-conditional, fashion, fashion-conditional (docs/pretrained.md).',
-      _optional(lambda value: _pretrained_name(value)))
+      _optional(_parsed_by(_pretrained_name, 'a name')))
   # Export mode (gan_jax.export).
   export_dir: str | None = _setting(
       None, 'Where --mode=export writes; default WORKDIR/export. An existing non-empty '

@@ -53,7 +53,7 @@ def directory(name: str) -> str:
 def check_name(name: str) -> None:
   """Raises PretrainedError naming the shipped generators if `name` is not one."""
   if name not in names():
-    raise PretrainedError(f'--pretrained={name!r}: no such generator; shipped: '
+    raise PretrainedError(f'no such shipped generator {name!r}; use one of '
                           f'{", ".join(names()) or "none"}')
 
 
@@ -73,15 +73,6 @@ def file_sha256(path: str) -> str:
     return hashlib.sha256(f.read()).hexdigest()
 
 
-def _sampling_config(meta: dict[str, Any]) -> Config:
-  """The run's config as `train.create_state` needs it for sampling: without
-  the reconstruction term's encoder, which only training uses."""
-  fields = Config.__dataclass_fields__
-  run_config = Config(**{k: v for k, v in meta['config'].items() if k in fields})
-  return run_config.replace(reconstruction=0.0, workdir='.', data_dir=None,
-                            classifier_dir=None)
-
-
 def load(name: str, log: Log = print) -> tuple[Any, Config, int]:
   """(generator state, run config, epoch) of a shipped generator, as
   `sampling.load_latest_run` gives them for a workdir.
@@ -92,14 +83,16 @@ def load(name: str, log: Log = print) -> tuple[Any, Config, int]:
   import jax
   import jax.numpy as jnp
   from flax import traverse_util
-  from gan_jax import sampling, train
+  from gan_jax import checkpoints, sampling, train
   meta = read_meta(name)
   path = os.path.join(directory(name), PARAMS)
   if not os.path.exists(path) or file_sha256(path) != meta.get('params_sha256'):
     raise PretrainedError(f'the shipped generator {name!r} is damaged: {path} is missing or '
                           'does not match its SHA-256 in generator.json; reinstall gan_jax')
-  run_config = _sampling_config(meta)
-  state = train.create_state(run_config, sampling.keys(run_config.seed)['init'])
+  run_config = checkpoints.run_config(meta)
+  # Without the reconstruction term's encoder, which only training uses.
+  state = train.create_state(run_config.replace(reconstruction=0.0),
+                             sampling.keys(run_config.seed)['init'])
   with np.load(path, allow_pickle=False) as z:
     flat = {tuple(k.split('/')): z[k] for k in z.files}
   template = traverse_util.flatten_dict(jax.device_get(state.sampling_params))
@@ -112,8 +105,7 @@ def load(name: str, log: Log = print) -> tuple[Any, Config, int]:
                         generator_ema=params)
   log(f'generator: {name}, shipped with gan_jax (trained by `{meta["command"]}`, epoch '
       f'{meta["epoch"]})')
-  return state, Config(**{k: v for k, v in meta['config'].items()
-                          if k in Config.__dataclass_fields__}), int(meta['epoch'])
+  return state, run_config, int(meta['epoch'])
 
 
 def describe(name: str) -> dict[str, Any]:

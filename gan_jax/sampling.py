@@ -173,8 +173,7 @@ def load_latest_run(config: Config, log: Log = print
   manager = checkpoints.make_manager(workdir, create=False)
   epoch = checkpoints.intact_for_reading(manager, workdir, log)
   meta = checkpoints.read_meta(manager, epoch)
-  run_config = Config(**{k: v for k, v in checkpoints.saved_config(meta).items()
-                         if k in Config.__dataclass_fields__})
+  run_config = checkpoints.run_config(meta)
   if datasets.is_folder(run_config.dataset):  # Its class names, and its classifier.
     datasets.open_folder(run_config.dataset, run_config.skip_bad_images)
   classes = datasets.get(run_config.dataset).num_classes
