@@ -241,11 +241,13 @@ def set_quality(drawn: Drawn, stored, run_config: Config, data_dir: str,
   (per-class FD too when the labels were requested); `test_images`: real test
   images, the memorisation ratio's reference (None: no real data here, so
   only FD and IS, which the classifier's reference statistics give)."""
-  if test_images is None:
+  n = len(drawn.features)
+  fd = precision = recall = None  # A set too small to measure them has None.
+  if n >= 2:
     mu, sigma = quality.feature_stats(drawn.features)
-    return {'fd': quality.frechet_distance(mu, sigma, stored.reference.mu,
-                                           stored.reference.sigma) if len(drawn.features) > 1
-            else None, 'is': quality.inception_score(drawn.probs), 'precision': None,
+    fd = quality.frechet_distance(mu, sigma, stored.reference.mu, stored.reference.sigma)
+  if test_images is None:
+    return {'fd': fd, 'is': quality.inception_score(drawn.probs), 'precision': None,
             'recall': None, 'memorisation_ratio': None, 'without_real_data': True}
   train_feats, train_labels = feature_cache.training_features(
       stored.classifier, stored.meta['params_sha256'], run_config.dataset, data_dir)
@@ -255,11 +257,6 @@ def set_quality(drawn: Drawn, stored, run_config: Config, data_dir: str,
     seen = train_feats[input_pipeline.balanced_indices(
         train_labels, run_config.train_examples, run_config.seed,
         datasets.get(run_config.dataset).num_classes)]
-  n = len(drawn.features)
-  fd = precision = recall = None  # A set too small to measure them has None.
-  if n >= 2:
-    mu, sigma = quality.feature_stats(drawn.features)
-    fd = quality.frechet_distance(mu, sigma, stored.reference.mu, stored.reference.sigma)
   scored = slice(0, quality.REAL_SAMPLE)
   if n > quality.PR_NEIGHBOURS:
     precision, recall = quality.precision_recall(real.sample, drawn.features[scored])
